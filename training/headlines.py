@@ -1,0 +1,166 @@
+"""The headline table: one SQLite table, one row per headline seen, with its provenance.
+
+SQLite because ingestion must be atomic (one transaction per file), idempotent (a primary key) and
+streaming (rows go in as they are parsed), and because it ships with Python.
+"""
+
+import csv
+import sqlite3
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from training.text import headline_id, label_key, nfc
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS headlines (
+    id TEXT NOT NULL,            -- hash of normalised text + source (training.text.headline_id)
+    text TEXT NOT NULL,          -- as published, NFC
+    category_raw TEXT NOT NULL,  -- the section as the site wrote it
+    category TEXT,               -- canonical section, NULL when the alias table does not know it
+    topic TEXT,                  -- IPTC media topic code, when known
+    topic_source TEXT,           -- how the topic is known (section mapping, annotation)
+    source TEXT NOT NULL,        -- site or data set
+    block TEXT,                  -- sidebar block title, 'lead' for a page's own story
+    published_at TEXT,           -- ISO 8601, NULL when unknown
+    time_basis TEXT,             -- what a relative or time-only stamp was resolved against
+    truncated INTEGER NOT NULL DEFAULT 0,  -- the site cut the headline short
+    page TEXT,                   -- file path or URL it came from, with line for CSVs
+    ingested_at TEXT NOT NULL,
+    -- Same headline, same source, another section: a second row (a conflict), not an overwrite.
+    PRIMARY KEY (id, category_raw)
+);
+"""
+
+
+@dataclass(frozen=True)
+class Headline:
+    """One headline as found, before it is stored."""
+
+    text: str
+    category_raw: str
+    source: str
+    block: str | None = None
+    published_at: str | None = None
+    time_basis: str | None = None
+    truncated: bool = False
+    page: str | None = None
+    topic: str | None = None
+    topic_source: str | None = None
+
+
+@dataclass
+class AddStats:
+    found: int = 0
+    new: int = 0
+    duplicates: int = 0
+    unknown_labels: dict[str, int] = field(default_factory=dict)
+
+
+class Aliases:
+    """Section name → canonical category, from data/categories.csv and data/category_aliases.csv.
+
+    Matching ignores case (Turkish rules), diacritics and spacing, so 'DÜNYA', 'dünya' and 'Dunya'
+    are one label. A per-source alias wins over a '*' alias. Unknown sections map to None.
+    """
+
+    def __init__(self, categories: Path, aliases: Path) -> None:
+        self.categories = [nfc(r["category"]) for r in read_csv(categories, ["category"])]
+        self._map: dict[tuple[str, str], str] = {("*", label_key(c)): c for c in self.categories}
+        for row in read_csv(aliases, ["source", "alias", "category"]):
+            if nfc(row["category"]) not in self.categories:
+                raise ValueError(
+                    f"{aliases}:{row['_line']}: category {row['category']!r} is not in {categories}"
+                )
+            self._map[(row["source"].strip(), label_key(row["alias"]))] = nfc(row["category"])
+
+    def canonical(self, raw: str, source: str = "*") -> str | None:
+        key = label_key(raw)
+        return self._map.get((source, key)) or self._map.get(("*", key))
+
+
+def read_csv(path: Path, required: list[str]) -> Iterator[dict[str, str]]:
+    """Rows of a UTF-8 CSV as dicts (plus '_line'), with clear errors naming file and line."""
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such file")
+    with path.open(encoding="utf-8-sig", newline="") as f:
+        reader = csv.DictReader(f)
+        if not reader.fieldnames:
+            raise ValueError(f"{path}: empty file, expected a header with {', '.join(required)}")
+        missing = [c for c in required if c not in reader.fieldnames]
+        if missing:
+            raise ValueError(
+                f"{path}: missing column(s) {', '.join(missing)}; found {', '.join(reader.fieldnames)}"
+            )
+        try:
+            for row in reader:
+                if None in row or any(row.get(c) is None for c in required):
+                    raise ValueError(
+                        f"{path}:{reader.line_num}: expected {len(reader.fieldnames)} fields, "
+                        "found another number (an unquoted comma or a missing quote?)"
+                    )
+                yield {**row, "_line": str(reader.line_num)}
+        except csv.Error as e:
+            raise ValueError(f"{path}:{reader.line_num}: malformed CSV: {e}") from e
+
+
+def connect(db: Path) -> sqlite3.Connection:
+    db.parent.mkdir(parents=True, exist_ok=True)
+    con = sqlite3.connect(db, timeout=30)
+    con.row_factory = sqlite3.Row
+    con.executescript(SCHEMA)
+    return con
+
+
+def add(con: sqlite3.Connection, rows: Iterable[Headline], aliases: Aliases) -> AddStats:
+    """Insert rows in one transaction: all of them go in or none (a failure rolls back)."""
+    stats = AddStats()
+    now = datetime.now(UTC).isoformat(timespec="seconds")
+    with con:
+        for h in rows:
+            text, raw = nfc(h.text), nfc(h.category_raw)
+            if not text:
+                raise ValueError(f"{h.page or h.source}: empty headline")
+            category = aliases.canonical(raw, h.source)
+            if category is None:
+                stats.unknown_labels[raw] = stats.unknown_labels.get(raw, 0) + 1
+            cur = con.execute(
+                "INSERT OR IGNORE INTO headlines VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                (headline_id(text, h.source), text, raw, category, h.topic, h.topic_source,
+                 h.source, h.block, h.published_at, h.time_basis, int(h.truncated), h.page, now),
+            )
+            stats.found += 1
+            stats.new += cur.rowcount
+    stats.duplicates = stats.found - stats.new
+    return stats
+
+
+def read_labelled(path: Path, source: str, text_column: str, label_column: str) -> list[Headline]:
+    """A labelled CSV as headlines; every row is checked before any is stored."""
+    rows = []
+    for row in read_csv(path, [text_column, label_column]):
+        text, label = row[text_column].strip(), row[label_column].strip()
+        where = f"{path}:{row['_line']}"
+        if not text:
+            raise ValueError(f"{where}: empty {text_column!r}")
+        if not label:
+            raise ValueError(f"{where}: empty {label_column!r}")
+        rows.append(Headline(text=text, category_raw=label, source=source, page=where))
+    if not rows:
+        raise ValueError(f"{path}: no rows under the header")
+    return rows
+
+
+def import_labelled(con: sqlite3.Connection, sources_csv: Path, aliases: Aliases) -> dict[str, AddStats]:
+    """Import every labelled CSV listed in sources_csv (file,source,text_column,label_column)."""
+    stats = {}
+    for spec in read_csv(sources_csv, ["file", "source", "text_column", "label_column"]):
+        path = sources_csv.parent / spec["file"]
+        rows = read_labelled(path, spec["source"], spec["text_column"], spec["label_column"])
+        stats[spec["file"]] = add(con, rows, aliases)
+    return stats
+
+
+def all_rows(con: sqlite3.Connection) -> list[sqlite3.Row]:
+    return con.execute("SELECT * FROM headlines ORDER BY source, id, category_raw").fetchall()
