@@ -1,0 +1,182 @@
+"""`manset`: one command, a subcommand per stage. User errors print one line and exit 1."""
+
+import json
+import os
+import sqlite3
+import sys
+import warnings
+from pathlib import Path
+from typing import Annotated
+
+import click
+import typer
+from rich.console import Console
+from rich.table import Table
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="Turkish news headline classification.")
+train_app = typer.Typer(no_args_is_help=True, help="Train a model family on a built dataset.")
+app.add_typer(train_app, name="train")
+err = Console(stderr=True)
+
+RootOpt = Annotated[Path, typer.Option(help="Project folder (data/, models/, mlruns/).",
+                                       envvar="MANSET_ROOT")]
+TaskOpt = Annotated[str, typer.Option(help="category or topic.")]
+TASKS = ("category", "topic")
+
+
+def _paths(root: Path):  # noqa: ANN202 - the import is deferred to keep `--help` fast
+    from training.pipeline import Paths
+
+    return Paths(root.resolve())
+
+
+@app.command("import")
+def import_cmd(root: RootOpt = Path(".")) -> None:
+    """Import the labelled CSVs listed in data/labelled/sources.csv into the headline table."""
+    from training import pipeline
+
+    for name, st in pipeline.import_labelled(_paths(root)).items():
+        err.print(f"{name}: {st.found} rows, {st.new} new, {st.duplicates} already there")
+        if st.unknown_labels:
+            err.print(f"[yellow]  labels not in the alias table: {st.unknown_labels}")
+
+
+@app.command()
+def build(task: TaskOpt = "category", root: RootOpt = Path("."),
+          seed: Annotated[int, typer.Option(help="Split seed.")] = 13,
+          min_count: Annotated[int, typer.Option(help="Drop smaller classes.")] = 30) -> None:
+    """Build the dataset of a task: dedupe, group near-duplicates, split, fingerprint."""
+    from training import pipeline
+    from training.dataset import BuildConfig
+
+    _, card = pipeline.build(_paths(root), BuildConfig(task=task, seed=seed, min_count=min_count))
+    for w in card.warnings():
+        err.print(f"[yellow]warning: {w}")
+    err.print(card.markdown())
+
+
+@train_app.command("tfidf")
+def train_tfidf(task: TaskOpt = "category", root: RootOpt = Path("."),
+                c: Annotated[float, typer.Option("--C", help="SVM regularisation.")] = 0.5) -> None:
+    """Train, evaluate, track and export the TF-IDF baseline."""
+    from training import pipeline
+    from training.baseline import TfidfConfig
+
+    with err.status(f"training tfidf on {task}"):
+        result = pipeline.train_tfidf(_paths(root), task, TfidfConfig(C=c))
+    _summary([result])
+
+
+@app.command()
+def run(root: RootOpt = Path(".")) -> None:
+    """Everything on the bundled data: import → build → train → evaluate → log → export."""
+    from training import pipeline
+    from training.dataset import BuildConfig
+
+    paths = _paths(root)
+    with err.status("importing labelled headlines"):
+        pipeline.import_labelled(paths)
+    results = []
+    for task in TASKS:
+        with err.status(f"building the {task} dataset"):
+            try:
+                _, card = pipeline.build(paths, BuildConfig(task=task))
+            except ValueError as e:
+                err.print(f"[yellow]{task}: skipped, {e}")
+                continue
+        for w in card.warnings():
+            err.print(f"[yellow]{task}: {w}")
+        with err.status(f"training tfidf on {task}"):
+            results.append(pipeline.train_tfidf(paths, task, _tfidf_config()))
+    _summary(results)
+
+
+def _tfidf_config():  # noqa: ANN202
+    from training.baseline import TfidfConfig
+
+    return TfidfConfig()
+
+
+def _summary(results: list) -> None:
+    table = Table(title="manset runs")
+    for col in ("task", "model", "macro-F1", "accuracy", "headlines/s", "p50 ms", "champion"):
+        table.add_column(col, no_wrap=True)
+    for r in results:
+        m = r.metrics
+        table.add_row(r.task, r.model, f"{m['test_macro_f1']:.4f}", f"{m['test_accuracy']:.4f}",
+                      f"{m['predict_throughput_per_s']:,.0f}", f"{m['predict_latency_p50_ms']:.3f}",
+                      f"v{r.registration.version} " + ("(new)" if r.registration.champion_moved
+                                                       else "(kept old)"))
+    Console(width=max(100, Console().width)).print(table)
+    for r in results:
+        err.print(f"{r.task}/{r.model}: run {r.run_id}, bundle {r.bundle}; champion "
+                  f"{'moved' if r.registration.champion_moved else 'kept'}: "
+                  f"{r.registration.reason}")
+    err.print("Compare runs: mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db")
+
+
+@app.command()
+def predict(
+    texts: Annotated[list[str] | None, typer.Argument(help="Headlines to classify.")] = None,
+    task: TaskOpt = "category",
+    model: Annotated[str, typer.Option(help="Which bundle: tfidf.")] = "tfidf",
+    input: Annotated[Path | None, typer.Option(
+        "--input", help="A file: one headline per line, or a CSV with a 'title' column.")] = None,
+    root: RootOpt = Path("."),
+) -> None:
+    """Classify headlines with an exported bundle; prints JSON lines."""
+    from training.predict import load_bundle
+
+    items = list(texts or [])
+    if input is not None:
+        items += read_headlines(input)
+    if not items:
+        raise ValueError("no headlines given: pass them as arguments or with --input FILE")
+    for i, t in enumerate(items, 1):
+        if not t.strip():
+            raise ValueError(f"headline {i} is empty")
+    predictor = load_bundle(_paths(root).bundle(task, model))
+    for t, out in zip(items, predictor.predict(items), strict=True):
+        sys.stdout.write(json.dumps({"text": t, **out}, ensure_ascii=False) + "\n")
+
+
+def read_headlines(path: Path) -> list[str]:
+    """Headlines from a text file (one per line) or a CSV with a 'title' column."""
+    from training.headlines import read_csv
+
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such file")
+    if path.suffix.lower() == ".csv":
+        rows = [(r["_line"], r["title"]) for r in read_csv(path, ["title"])]
+    else:
+        lines = path.read_text(encoding="utf-8-sig").splitlines()
+        rows = [(str(i), t) for i, t in enumerate(lines, 1) if t.strip()]
+    for line, text in rows:
+        if not text.strip():
+            raise ValueError(f"{path}:{line}: empty headline")
+    if not rows:
+        raise ValueError(f"{path}: no headlines in the file")
+    return [t.strip() for _, t in rows]
+
+
+def main(argv: list[str] | None = None) -> int:
+    from training.tracking import TrackingError
+
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", category=UserWarning)
+    os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    try:
+        typer.main.get_command(app).main(args=argv, prog_name="manset", standalone_mode=False)
+    except click.exceptions.Exit as e:
+        return e.exit_code
+    except click.ClickException as e:
+        e.show()
+        return e.exit_code
+    except click.exceptions.Abort:
+        return 130
+    except (ValueError, OSError, sqlite3.Error, TrackingError, UnicodeDecodeError) as e:
+        err.print(f"[red]manset: error:[/red] {e}", highlight=False, markup=True)
+        return 1
+    return 0

@@ -1,0 +1,89 @@
+"""One evaluation for every model family: the same metric names, plots and error tables."""
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import matplotlib
+
+matplotlib.use("Agg")  # no display on servers and CI
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+from sklearn.metrics import (  # noqa: E402
+    accuracy_score,
+    classification_report,
+    confusion_matrix,
+    f1_score,
+    precision_recall_fscore_support,
+)
+
+ProbaFn = Callable[[list[str]], np.ndarray]
+
+
+@dataclass
+class Evaluation:
+    metrics: dict[str, float]
+    report: str
+    confusion: Figure
+    worst: list[dict]  # the most confident mistakes first
+
+
+def metric_key(label: str) -> str:
+    """MLflow metric names allow letters, digits and _-./ : keep Turkish letters, drop the rest."""
+    return "".join(c if c.isalnum() or c in "_-." else "_" for c in label)
+
+
+def evaluate(proba_fn: ProbaFn, texts: list[str], y: np.ndarray, labels: list[str],
+             prefix: str = "test", worst_n: int = 50) -> Evaluation:
+    proba = proba_fn(texts)
+    pred = proba.argmax(axis=1)
+    ids = list(range(len(labels)))
+    p, r, f, _ = precision_recall_fscore_support(y, pred, labels=ids, zero_division=0)
+    metrics = {f"{prefix}_macro_f1": float(f1_score(y, pred, labels=ids, average="macro")),
+               f"{prefix}_accuracy": float(accuracy_score(y, pred))}
+    for i, lb in enumerate(labels):
+        key = metric_key(lb)
+        metrics |= {f"{prefix}_f1_{key}": float(f[i]), f"{prefix}_precision_{key}": float(p[i]),
+                    f"{prefix}_recall_{key}": float(r[i])}
+    report = classification_report(y, pred, labels=ids, target_names=labels, digits=4,
+                                   zero_division=0)
+    wrong = np.flatnonzero(pred != y)
+    wrong = wrong[np.argsort(-proba[wrong, pred[wrong]])][:worst_n]
+    worst = [{"text": texts[i], "true": labels[y[i]], "predicted": labels[pred[i]],
+              "confidence": round(float(proba[i, pred[i]]), 4)} for i in wrong]
+    return Evaluation(metrics, report, confusion_figure(y, pred, labels), worst)
+
+
+def confusion_figure(y: np.ndarray, pred: np.ndarray, labels: list[str]) -> Figure:
+    cm = confusion_matrix(y, pred, labels=list(range(len(labels))))
+    fig, ax = plt.subplots(figsize=(1 + 0.7 * len(labels), 1 + 0.6 * len(labels)))
+    ax.imshow(cm, cmap="Blues")
+    ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
+    ax.set_yticks(range(len(labels)), labels)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    for i in range(len(labels)):
+        for j in range(len(labels)):
+            ax.text(j, i, str(cm[i, j]), ha="center", va="center", fontsize=8,
+                    color="white" if cm[i, j] > cm.max() / 2 else "black")
+    fig.tight_layout()
+    return fig
+
+
+def speed(proba_fn: ProbaFn, texts: list[str], batch: int = 100_000,
+          singles: int = 200) -> dict[str, float]:
+    """Batch throughput (headlines/s) and single-headline latency (p50, p95 in ms)."""
+    pool = (texts * (batch // max(len(texts), 1) + 1))[:batch]
+    proba_fn(pool[:1000])  # warm-up: first calls pay for imports and allocations
+    start = time.perf_counter()
+    proba_fn(pool)
+    throughput = len(pool) / (time.perf_counter() - start)
+    times = []
+    for t in texts[:singles]:
+        start = time.perf_counter()
+        proba_fn([t])
+        times.append((time.perf_counter() - start) * 1000)
+    return {"predict_throughput_per_s": throughput,
+            "predict_latency_p50_ms": float(np.percentile(times, 50)),
+            "predict_latency_p95_ms": float(np.percentile(times, 95))}

@@ -1,0 +1,81 @@
+"""The lean predictor: loads an exported bundle with numpy, scipy and safetensors only.
+
+No scikit-learn, no torch, no pickle: a bundle from elsewhere can be loaded without running its
+code. Checksums in manifest.json are verified before anything is read.
+"""
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from safetensors.numpy import load_file
+
+from training.features import FeatureConfig, decision
+
+MODEL_FILE = "model.safetensors"
+
+
+def sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def verify(folder: Path) -> dict:
+    """The bundle's manifest, after checking that every file it lists is there and unchanged."""
+    manifest_path = folder / "manifest.json"
+    if not manifest_path.is_file():
+        raise FileNotFoundError(f"{folder}: not a manset bundle (no manifest.json); "
+                                "export one with `manset run` or `manset train`")
+    manifest = json.loads(manifest_path.read_text())
+    for name, digest in manifest["files"].items():
+        path = folder / name
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: listed in the manifest but missing")
+        if sha256(path) != digest:
+            raise ValueError(f"{path}: checksum differs from manifest.json; the bundle was altered")
+    return manifest
+
+
+@dataclass(frozen=True)
+class Predictor:
+    labels: list[str]
+    features: FeatureConfig
+    idf: np.ndarray
+    table: np.ndarray
+    intercept: np.ndarray
+    beta: float  # inverse temperature of the softmax
+
+    @classmethod
+    def load(cls, folder: Path) -> "Predictor":
+        manifest = verify(folder)
+        if manifest.get("model") != "tfidf":
+            raise ValueError(f"{folder}: a {manifest.get('model')!r} bundle, not tfidf")
+        cfg = json.loads((folder / "config.json").read_text())
+        arrays = load_file(str(folder / MODEL_FILE))
+        return cls(labels=json.loads((folder / "labels.json").read_text()),
+                   features=FeatureConfig(**cfg["features"]), idf=arrays["idf"],
+                   table=arrays["table"], intercept=arrays["intercept"], beta=cfg["beta"])
+
+    def predict_proba(self, texts: list[str]) -> np.ndarray:
+        z = decision(texts, self.idf, self.table, self.intercept, self.features) * self.beta
+        z -= z.max(axis=1, keepdims=True)
+        p = np.exp(z)
+        return p / p.sum(axis=1, keepdims=True)
+
+    def predict(self, texts: list[str]) -> list[dict]:
+        """One dict per text: the label and the probability of every label."""
+        proba = self.predict_proba(texts)
+        return [{"label": self.labels[int(row.argmax())],
+                 "probabilities": {lb: round(float(p), 6) for lb, p in zip(self.labels, row,
+                                                                            strict=True)}}
+                for row in proba]
+
+
+def load_bundle(folder: Path) -> Predictor:
+    """Any exported bundle, by the model family its manifest names."""
+    return Predictor.load(folder)
