@@ -1,6 +1,7 @@
 """`manset`: one command, a subcommand per stage. User errors print one line and exit 1."""
 
 import json
+import logging
 import os
 import sqlite3
 import sys
@@ -167,6 +168,9 @@ def main(argv: list[str] | None = None) -> int:
     warnings.filterwarnings("ignore", category=UserWarning)
     os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    # MLflow logs a traceback for a locked or broken store before raising; the one-line error
+    # below says the same.
+    logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
     try:
         typer.main.get_command(app).main(args=argv, prog_name="manset", standalone_mode=False)
     except click.exceptions.Exit as e:
@@ -177,6 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     except click.exceptions.Abort:
         return 130
     except (ValueError, OSError, sqlite3.Error, TrackingError, UnicodeDecodeError) as e:
-        err.print(f"[red]manset: error:[/red] {e}", highlight=False, markup=True)
+        # One plain line, never wrapped: scripts grep it and users copy the path out of it.
+        sys.stderr.write(f"manset: error: {e}\n")
         return 1
     return 0

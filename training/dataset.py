@@ -78,8 +78,9 @@ class DataCard:
         return "\n".join(lines) + "\n"
 
 
-def _labelled_rows(rows: list[sqlite3.Row], task: str) -> tuple[list[dict], Counter, int]:
-    """Rows with a known label, one per normalised text; conflicting texts are left out."""
+def _labelled_rows(rows: list[sqlite3.Row], task: str) -> tuple[list[dict], Counter, int, int]:
+    """Rows with a known label, one per normalised text; conflicting texts are left out.
+    Also: unlabelled raw labels, conflicting texts, and exact duplicates dropped."""
     unlabelled: Counter = Counter()
     by_key: dict[str, list[dict]] = {}
     for r in rows:
@@ -90,13 +91,14 @@ def _labelled_rows(rows: list[sqlite3.Row], task: str) -> tuple[list[dict], Coun
             continue
         by_key.setdefault(dedup_key(r["text"]), []).append(
             {"id": r["id"], "text": r["text"], "label": label, "source": r["source"]})
-    kept, conflicts = [], 0
+    kept, conflicts, duplicates = [], 0, 0
     for group in by_key.values():
         if len({g["label"] for g in group}) > 1:
             conflicts += 1
         else:
             kept.append(group[0])
-    return kept, unlabelled, conflicts
+            duplicates += len(group) - 1
+    return kept, unlabelled, conflicts, duplicates
 
 
 def near_duplicate_groups(texts: list[str], threshold: float) -> np.ndarray:
@@ -153,8 +155,7 @@ def fingerprint(dd: DatasetDict) -> str:
 
 
 def build(rows: list[sqlite3.Row], cfg: BuildConfig) -> tuple[DatasetDict, DataCard]:
-    kept, unlabelled, conflicts = _labelled_rows(rows, cfg.task)
-    exact_dups = sum(1 for r in rows if r[cfg.task] is not None) - len(kept) - conflicts
+    kept, unlabelled, conflicts, exact_dups = _labelled_rows(rows, cfg.task)
     counts = Counter(r["label"] for r in kept)
     dropped = {k: v for k, v in counts.items() if v < cfg.min_count}
     kept = [r for r in kept if r["label"] not in dropped]

@@ -18,6 +18,7 @@ CREATE TABLE IF NOT EXISTS headlines (
     id TEXT NOT NULL,            -- hash of normalised text + source (training.text.headline_id)
     text TEXT NOT NULL,          -- as published, NFC
     category_raw TEXT NOT NULL,  -- the section as the site wrote it
+    category_key TEXT NOT NULL,  -- canonical category, else the raw one's label_key
     category TEXT,               -- canonical section, NULL when the alias table does not know it
     topic TEXT,                  -- IPTC media topic code, when known
     topic_source TEXT,           -- how the topic is known (section mapping, annotation)
@@ -28,8 +29,9 @@ CREATE TABLE IF NOT EXISTS headlines (
     truncated INTEGER NOT NULL DEFAULT 0,  -- the site cut the headline short
     page TEXT,                   -- file path or URL it came from, with line for CSVs
     ingested_at TEXT NOT NULL,
-    -- Same headline, same source, another section: a second row (a conflict), not an overwrite.
-    PRIMARY KEY (id, category_raw)
+    -- Same headline, same source, another section: a second row (a conflict), not an overwrite;
+    -- the same section spelt 'Spor' or 'SPOR' is the same row.
+    PRIMARY KEY (id, category_key)
 );
 """
 
@@ -85,7 +87,7 @@ def read_csv(path: Path, required: list[str]) -> Iterator[dict[str, str]]:
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file")
     with path.open(encoding="utf-8-sig", newline="") as f:
-        reader = csv.DictReader(f)
+        reader = csv.DictReader(f, strict=True)  # an unclosed quote is an error, not data
         if not reader.fieldnames:
             raise ValueError(f"{path}: empty file, expected a header with {', '.join(required)}")
         missing = [c for c in required if c not in reader.fieldnames]
@@ -126,8 +128,9 @@ def add(con: sqlite3.Connection, rows: Iterable[Headline], aliases: Aliases) -> 
             if category is None:
                 stats.unknown_labels[raw] = stats.unknown_labels.get(raw, 0) + 1
             cur = con.execute(
-                "INSERT OR IGNORE INTO headlines VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                (headline_id(text, h.source), text, raw, category, h.topic, h.topic_source,
+                "INSERT OR IGNORE INTO headlines VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                (headline_id(text, h.source), text, raw, category or label_key(raw), category,
+                 h.topic, h.topic_source,
                  h.source, h.block, h.published_at, h.time_basis, int(h.truncated), h.page, now),
             )
             stats.found += 1

@@ -1,0 +1,62 @@
+"""Shared fixtures: a small real project on disk and a fresh MLflow store per test.
+
+The MLflow SQLite schema is created once per session (its migrations take seconds) and copied
+for each test, as MLflow's own test suite does.
+"""
+
+import csv
+import shutil
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = ROOT / "data"
+
+
+def write_slice(src: Path, dst: Path, label_column: str, per_label: dict[str, int]) -> None:
+    """The first n rows of each chosen label of a bundled CSV: a tiny set of real headlines."""
+    with src.open(encoding="utf-8", newline="") as f:
+        reader = csv.DictReader(f)
+        fields = reader.fieldnames
+        rows, seen = [], dict.fromkeys(per_label, 0)
+        for row in reader:
+            lb = row[label_column]
+            if lb in seen and seen[lb] < per_label[lb]:
+                seen[lb] += 1
+                rows.append(row)
+    with dst.open("w", encoding="utf-8", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=fields)
+        w.writeheader()
+        w.writerows(rows)
+
+
+@pytest.fixture(scope="session")
+def mlflow_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from mlflow import MlflowClient
+
+    db = tmp_path_factory.mktemp("mlflow-template") / "mlflow.db"
+    MlflowClient(f"sqlite:///{db}").search_experiments()  # creates and migrates the schema
+    return db
+
+
+@pytest.fixture()
+def project(tmp_path: Path, mlflow_template: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A project folder with the real alias tables, a small real slice of both labelled CSVs
+    (6 classes) and an empty MLflow store."""
+    root = tmp_path / "project"
+    (root / "data" / "labelled").mkdir(parents=True)
+    for name in ("categories.csv", "category_aliases.csv"):
+        shutil.copy(DATA / name, root / "data" / name)
+    write_slice(DATA / "labelled" / "trthaber_headlines.csv",
+                root / "data" / "labelled" / "trthaber_headlines.csv", "section",
+                {"spor": 120, "ekonomi": 120, "saglik": 120, "kultur-sanat": 120})
+    write_slice(DATA / "labelled" / "turkish_headlines.csv",
+                root / "data" / "labelled" / "turkish_headlines.csv", "label",
+                {"Siyaset": 60, "Magazin": 60})
+    shutil.copy(DATA / "labelled" / "sources.csv", root / "data" / "labelled" / "sources.csv")
+    (root / "mlruns").mkdir()
+    shutil.copy(mlflow_template, root / "mlruns" / "mlflow.db")
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("MANSET_ROOT", raising=False)
+    return root

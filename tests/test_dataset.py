@@ -1,0 +1,106 @@
+"""Dataset build: dedupe, conflicts, near-duplicate groups, splits, fingerprint."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from training import dataset, headlines
+from training.dataset import BuildConfig
+from training.headlines import Aliases, Headline
+from training.text import dedup_key, tr_upper
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _rows(tmp_path: Path, extra: list[Headline] = ()) -> list:
+    """60 real TRT Haber headlines from each of three sections, plus `extra`."""
+    aliases = Aliases(ROOT / "data" / "categories.csv", ROOT / "data" / "category_aliases.csv")
+    rows = headlines.read_labelled(ROOT / "data" / "labelled" / "trthaber_headlines.csv", "trt",
+                                   "title", "section")
+    taken: dict[str, list[Headline]] = {"spor": [], "ekonomi": [], "kultur-sanat": []}
+    for r in rows:
+        if r.category_raw in taken and len(taken[r.category_raw]) < 60:
+            taken[r.category_raw].append(r)
+    con = headlines.connect(tmp_path / "h.sqlite")
+    headlines.add(con, [*(r for v in taken.values() for r in v), *extra], aliases)
+    return headlines.all_rows(con)
+
+
+def test_splits_are_disjoint_stratified_and_deterministic(tmp_path):
+    rows = _rows(tmp_path)
+    dd, card = dataset.build(rows, BuildConfig())
+    dd2, card2 = dataset.build(list(reversed(rows)), BuildConfig())
+    assert card.fingerprint == card2.fingerprint  # row order does not matter
+    ids = [set(dd[s]["id"]) for s in dataset.SPLITS]
+    assert not (ids[0] & ids[1] or ids[0] & ids[2] or ids[1] & ids[2])
+    assert sum(map(len, ids)) == 180 - card.exact_duplicates
+    for split in ("validation", "test"):
+        assert all(4 <= n <= 8 for n in card.counts[split].values())  # ~10% of each class's 60
+    assert dd["train"].features["label"].names == ["Ekonomi", "Kültür-Sanat", "Spor"]
+    assert card.fingerprint != dataset.build(rows, BuildConfig(seed=1))[1].fingerprint
+
+
+def test_near_duplicates_never_straddle_splits(tmp_path):
+    extra = [Headline(f"Borsa güne yükselişle başladı ({d} Mart)", "ekonomi", "c")
+             for d in range(1, 25)]
+    dd, card = dataset.build(_rows(tmp_path, extra), BuildConfig())
+    groups = {s: set(dd[s]["group"]) for s in dataset.SPLITS}
+    assert not (groups["train"] & groups["test"] or groups["train"] & groups["validation"]
+                or groups["validation"] & groups["test"])
+    borsa = [(s, g) for s in dataset.SPLITS for t, g in zip(dd[s]["text"], dd[s]["group"],
+                                                             strict=True) if "Borsa güne yükselişle başladı (" in t]
+    assert len(borsa) == 24 and len({g for _, g in borsa}) == 1 and len({s for s, _ in borsa}) == 1
+    assert card.near_duplicate_groups >= 1
+
+
+def test_exact_duplicates_and_conflicts_are_left_out(tmp_path):
+    first = [r for r in _rows(tmp_path) if r["category"] == "Spor"][0]["text"]
+    extra = [Headline(tr_upper(first) + "!", "spor", "z"),  # a duplicate from another site
+             Headline("Okullarda grip salgını", "egitim", "a"),
+             Headline("Okullarda grip salgını", "saglik", "b")]  # conflict across sources
+    dd, card = dataset.build(_rows(tmp_path, extra), BuildConfig(min_count=1))
+    texts = [t for s in dataset.SPLITS for t in dd[s]["text"]]
+    before = dataset.build(_rows(tmp_path / "b"), BuildConfig(min_count=1))[1].exact_duplicates
+    assert card.exact_duplicates == before + 1 and card.conflicts == 1
+    assert not any("grip" in t for t in texts)
+    assert sum(dedup_key(t) == dedup_key(first) for t in texts) == 1
+
+
+def test_small_classes_are_dropped_with_their_names(tmp_path):
+    extra = [Headline(f"Yeni akıllı telefon {i}", "teknoloji", "a") for i in range(5)]
+    dd, card = dataset.build(_rows(tmp_path, extra), BuildConfig(min_count=10))
+    assert card.dropped_classes == {"Teknoloji": 5}
+    assert "Teknoloji (5)" in " ".join(card.warnings())
+    assert "Teknoloji" not in dd["train"].features["label"].names
+
+
+def test_fewer_than_two_classes_is_an_error(tmp_path):
+    with pytest.raises(ValueError, match="1 class.*Spor.*two or more"):
+        dataset.build([r for r in _rows(tmp_path) if r["category"] == "Spor"], BuildConfig())
+
+
+def test_save_is_atomic_and_load_round_trips(tmp_path, monkeypatch):
+    dd, card = dataset.build(_rows(tmp_path), BuildConfig())
+    out = tmp_path / "built"
+    dataset.save(dd, card, out)
+    dd2, card2 = dataset.load(out)
+    assert card2.fingerprint == card.fingerprint == dataset.fingerprint(dd2)
+
+
+    def broken(self):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(dataset.DataCard, "markdown", broken)  # fails after the data is written
+    with pytest.raises(RuntimeError, match="disk full"):
+        dataset.save(dd, card, out)
+    assert dataset.load(out)[1].fingerprint == card.fingerprint  # the old dataset is intact
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_group_split_handles_mixed_label_groups():
+    labels = np.array([0] * 50 + [1] * 50)
+    groups = np.arange(100)
+    groups[[0, 50]] = 0  # one group spanning both labels
+    split = dataset._split(labels, groups, BuildConfig())
+    assert split[0] == split[50]

@@ -1,0 +1,160 @@
+"""End to end on a small real slice: `manset run` into a temporary MLflow store, then the bundle,
+the pyfunc and the in-memory pipeline must agree; then every kind of bad input."""
+
+import json
+import re
+import sqlite3
+import time
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+from mlflow import MlflowClient
+
+from training import baseline, dataset
+from training.cli import main
+from training.predict import Predictor, verify
+
+
+@pytest.fixture()
+def trained(project: Path) -> Path:
+    assert main(["run", "--root", str(project)]) == 0
+    return project
+
+
+def _store(project: Path) -> MlflowClient:
+    uri = f"sqlite:///{project / 'mlruns' / 'mlflow.db'}"
+    mlflow.set_tracking_uri(uri)
+    return MlflowClient(uri)
+
+
+def test_run_tracks_exports_and_registers(trained):
+    bundle = trained / "models" / "category" / "tfidf"
+    manifest = verify(bundle)
+    assert {"model.safetensors", "labels.json", "config.json", "MODEL_CARD.md"} <= set(
+        manifest["files"])
+    labels = json.loads((bundle / "labels.json").read_text())
+    assert labels == ["Ekonomi", "Kültür-Sanat", "Magazin", "Politika", "Sağlık", "Spor"]
+
+    client = _store(trained)
+    exp = client.get_experiment_by_name("manset-category")
+    (run,) = client.search_runs([exp.experiment_id])
+    assert manifest["mlflow_run_id"] == run.info.run_id
+    m = run.data.metrics
+    assert 0 < m["test_macro_f1"] <= 1 and m["predict_throughput_per_s"] > 0
+    assert {f"test_f1_{lb}" for lb in labels} <= set(m)
+    assert run.data.params["dataset_fingerprint"] == manifest["dataset_fingerprint"]
+    assert run.data.tags["mlflow.source.git.commit"]
+    assert [i.dataset.digest for i in run.inputs.dataset_inputs] == \
+        [manifest["dataset_fingerprint"]] * 3
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "evaluation")}
+    assert {"evaluation/confusion_matrix.png", "evaluation/classification_report.txt",
+            "evaluation/worst_errors.json"} <= artifacts
+    champion = client.get_model_version_by_alias("manset-category", "champion")
+    assert champion.run_id == run.info.run_id
+
+
+def test_bundle_pyfunc_and_pipeline_agree_on_the_test_split(trained):
+    dd, _ = dataset.load(trained / "data" / "build" / "category")
+    texts = list(dd["test"]["text"])
+    cfg = json.loads((trained / "models" / "category" / "tfidf" / "config.json").read_text())
+    pipe = baseline.make_pipeline(baseline.TfidfConfig()).fit(
+        list(dd["train"]["text"]), np.array(dd["train"]["label"]))
+    names = dd["test"].features["label"].names
+    in_memory = [names[i] for i in pipe.predict(texts)]
+
+    bundle = Predictor.load(trained / "models" / "category" / "tfidf")
+    exported = [r["label"] for r in bundle.predict(texts)]
+    _store(trained)
+    pyfunc = mlflow.pyfunc.load_model("models:/manset-category@champion")
+    served = list(pyfunc.predict(pd.DataFrame({"text": texts}))["label"])
+    assert exported == in_memory == served
+    assert cfg["task"] == "category" and cfg["beta"] > 0
+
+
+def test_predict_cli_arguments_and_files(trained, capsys, tmp_path):
+    root = ["--root", str(trained)]
+    assert main(["predict", *root, "Galatasaray derbide kazandı", "Borsa günü yükselişle kapattı"
+                 ]) == 0
+    lines = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    assert [x["label"] for x in lines] == ["Spor", "Ekonomi"]
+    assert abs(sum(lines[0]["probabilities"].values()) - 1) < 1e-4
+    txt = tmp_path / "h.txt"
+    txt.write_text("Milli takım kadrosu açıklandı\n\nDolar rekor kırdı\n")
+    csv = tmp_path / "h.csv"
+    csv.write_text('id,title\n1,"Süper Lig\'de derbi heyecanı"\n')
+    assert main(["predict", *root, "--input", str(txt)]) == 0
+    assert len(capsys.readouterr().out.splitlines()) == 2
+    assert main(["predict", *root, "--input", str(csv)]) == 0
+    assert json.loads(capsys.readouterr().out)["label"] == "Spor"
+
+
+@pytest.mark.parametrize(("content", "name", "message"), [
+    (None, "missing.txt", "missing.txt: no such file"),
+    ("", "empty.txt", "empty.txt: no headlines"),
+    ("id,headline\n1,x\n", "nocol.csv", "missing column\\(s\\) title"),
+    ('title\n"Maç bitti\n', "bad.csv", "bad.csv:\\d+"),
+    ("title\nMaç\n   \n", "blank.csv", "blank.csv:3: empty headline"),
+])
+def test_predict_bad_input_is_one_clear_line(trained, capsys, tmp_path, content, name, message):
+    path = tmp_path / name
+    if content is not None:
+        path.write_text(content)
+    assert main(["predict", "--root", str(trained), "--input", str(path)]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert re.search(message, err.replace("\n", ""))
+
+
+def test_whitespace_headline_argument_is_refused(trained, capsys):
+    assert main(["predict", "--root", str(trained), "   "]) == 1
+    assert "headline 1 is empty" in capsys.readouterr().err
+
+
+def _snapshot(project: Path) -> dict[str, str]:
+    return verify(project / "models" / "category" / "tfidf")["files"]
+
+
+def test_locked_store_fails_cleanly_and_keeps_the_export(trained, capsys):
+    before = _snapshot(trained)
+    lock = sqlite3.connect(trained / "mlruns" / "mlflow.db", timeout=0)
+    lock.execute("BEGIN EXCLUSIVE")
+    try:
+        start = time.monotonic()
+        assert main(["train", "tfidf", "--root", str(trained)]) == 1
+        assert time.monotonic() - start < 120
+    finally:
+        lock.rollback()
+        lock.close()
+    err = capsys.readouterr().err
+    assert "MLflow store" in err and "Traceback" not in err
+    assert _snapshot(trained) == before
+
+
+def test_unreachable_server_fails_fast_and_keeps_the_export(trained, capsys, monkeypatch):
+    before = _snapshot(trained)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:9")  # discard port: refused
+    start = time.monotonic()
+    assert main(["train", "tfidf", "--root", str(trained)]) == 1
+    assert time.monotonic() - start < 60
+    assert "MLflow store http://127.0.0.1:9" in capsys.readouterr().err
+    assert _snapshot(trained) == before
+
+
+def test_second_run_ties_and_keeps_the_champion(trained):
+    assert main(["train", "tfidf", "--root", str(trained)]) == 0
+    client = _store(trained)
+    assert str(client.get_model_version_by_alias("manset-category", "champion").version) == "1"
+    assert len(client.search_model_versions("name='manset-category'")) == 2
+
+
+def test_one_class_task_and_missing_table_fail_cleanly(project, capsys):
+    assert main(["build", "--root", str(project)]) == 1
+    assert "no headline table yet" in capsys.readouterr().err
+    (project / "data" / "labelled" / "sources.csv").write_text(
+        "file,source,text_column,label_column\nturkish_headlines.csv,t,title,label\n")
+    assert main(["import", "--root", str(project)]) == 0
+    assert main(["build", "--root", str(project), "--min-count", "61"]) == 1
+    assert "has 0 class(es)" in capsys.readouterr().err
