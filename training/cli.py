@@ -6,6 +6,8 @@ import os
 import sqlite3
 import sys
 import warnings
+from datetime import datetime
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Annotated
 
@@ -13,6 +15,8 @@ import click
 import typer
 from rich.console import Console
 from rich.table import Table
+
+from training.project import Paths, ProjectError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Turkish news headline classification.")
@@ -26,9 +30,7 @@ TaskOpt = Annotated[str, typer.Option(help="category or topic.")]
 TASKS = ("category", "topic")
 
 
-def _paths(root: Path):  # noqa: ANN202 - the import is deferred to keep `--help` fast
-    from training.pipeline import Paths
-
+def _paths(root: Path) -> Paths:
     return Paths(root.resolve())
 
 
@@ -41,6 +43,52 @@ def import_cmd(root: RootOpt = Path(".")) -> None:
         err.print(f"{name}: {st.found} rows, {st.new} new, {st.duplicates} already there")
         if st.unknown_labels:
             err.print(f"[yellow]  labels not in the alias table: {st.unknown_labels}")
+
+
+@app.command()
+def ingest(
+    paths: Annotated[list[Path], typer.Argument(help="Pages (.txt, .html) or folders of them.")],
+    root: RootOpt = Path("."),
+    dry_run: Annotated[bool, typer.Option(help="Print the rows as JSON lines; store nothing.")
+                       ] = False,
+    page_time: Annotated[datetime | None, typer.Option(
+        help="Time the pages were saved, for 'HH:MM' and 'N saat önce' stamps "
+             "(default: the newest full date on the page, else the file time).")] = None,
+) -> int:
+    """Add the sidebar headlines of saved news pages to the headline table."""
+    from training import ingest as ing
+
+    p = _paths(root)
+    if dry_run:
+        failed = 0
+        for row in ing.preview(paths, p.aliases(), page_time):
+            failed += "error" in row
+            sys.stdout.write(json.dumps(row, ensure_ascii=False) + "\n")
+        return 1 if failed else 0
+    return _ingest_report(ing.ingest(headlines_db(p), paths, p.aliases(), page_time))
+
+
+def headlines_db(p: Paths) -> sqlite3.Connection:
+    from training.headlines import connect
+
+    return connect(p.db)
+
+
+def _ingest_report(reports: Iterable) -> int:
+    table = Table(title="ingested pages")
+    for col in ("page", "found", "new", "duplicates", "conflicts", "skipped", "problem"):
+        table.add_column(col)
+    failed = 0
+    with err.status("reading pages") as status:
+        for r in reports:
+            status.update(f"reading {r.path.name}")
+            failed += r.error is not None
+            table.add_row(str(r.path), str(r.found), str(r.new), str(r.duplicates),
+                          str(r.conflicts), str(r.skipped), r.error or "")
+    Console(width=max(120, Console().width)).print(table)
+    if failed:
+        err.print(f"[red]{failed} page(s) failed[/red]")
+    return 1 if failed else 0
 
 
 @app.command()
@@ -78,6 +126,13 @@ def run(root: RootOpt = Path(".")) -> None:
     paths = _paths(root)
     with err.status("importing labelled headlines"):
         pipeline.import_labelled(paths)
+    pages = paths.root / "data" / "pages"
+    if pages.is_dir():
+        from training import ingest as ing
+
+        bad = [r for r in ing.ingest(headlines_db(paths), [pages], paths.aliases()) if r.error]
+        for r in bad:
+            err.print(f"[yellow]page skipped: {r.error}")
     results = []
     for task in TASKS:
         with err.status(f"building the {task} dataset"):
@@ -162,8 +217,6 @@ def read_headlines(path: Path) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from training.tracking import TrackingError
-
     warnings.filterwarnings("ignore", category=FutureWarning)
     warnings.filterwarnings("ignore", category=UserWarning)
     os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
@@ -172,7 +225,8 @@ def main(argv: list[str] | None = None) -> int:
     # below says the same.
     logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
     try:
-        typer.main.get_command(app).main(args=argv, prog_name="manset", standalone_mode=False)
+        code = typer.main.get_command(app).main(args=argv, prog_name="manset",
+                                                standalone_mode=False)
     except click.exceptions.Exit as e:
         return e.exit_code
     except click.ClickException as e:
@@ -180,8 +234,8 @@ def main(argv: list[str] | None = None) -> int:
         return e.exit_code
     except click.exceptions.Abort:
         return 130
-    except (ValueError, OSError, sqlite3.Error, TrackingError, UnicodeDecodeError) as e:
+    except (ValueError, OSError, sqlite3.Error, ProjectError, UnicodeDecodeError) as e:
         # One plain line, never wrapped: scripts grep it and users copy the path out of it.
         sys.stderr.write(f"manset: error: {e}\n")
         return 1
-    return 0
+    return code if isinstance(code, int) else 0

@@ -1,7 +1,9 @@
 """The stages end to end: table → dataset → train → evaluate → track → export."""
 
+import dataclasses
 import sqlite3
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -12,27 +14,9 @@ from datasets import DatasetDict
 from training import baseline, dataset, evaluation, export, headlines, tracking
 from training.dataset import BuildConfig, DataCard
 from training.files import staged_dir
-from training.predict import Predictor
+from training.predict import load_bundle
+from training.project import Paths
 from training.pyfunc import output_frame
-
-
-@dataclass(frozen=True)
-class Paths:
-    root: Path
-
-    @property
-    def db(self) -> Path:
-        return self.root / "data" / "headlines.sqlite"
-
-    def built(self, task: str) -> Path:
-        return self.root / "data" / "build" / task
-
-    def bundle(self, task: str, model: str) -> Path:
-        return self.root / "models" / task / model
-
-    def aliases(self) -> headlines.Aliases:
-        data = self.root / "data"
-        return headlines.Aliases(data / "categories.csv", data / "category_aliases.csv")
 
 
 @dataclass
@@ -70,42 +54,69 @@ def _connect(paths: Paths) -> sqlite3.Connection:
 
 def train_tfidf(paths: Paths, task: str, cfg: baseline.TfidfConfig) -> TrainResult:
     dd, card = dataset.load(paths.built(task))
-    labels = dd["train"].features["label"].names
-    x_train, y_train = list(dd["train"]["text"]), np.array(dd["train"]["label"])
-    x_test, y_test = list(dd["test"]["text"]), np.array(dd["test"]["label"])
-    start = time.perf_counter()
-    pipe = baseline.make_pipeline(cfg).fit(x_train, y_train)
-    train_seconds = time.perf_counter() - start
-    arrays, beta = baseline.export_arrays(pipe)
-    config = {"task": task, **asdict(cfg), "beta": beta}
-
     tracking.configure(paths.root)
-    with tracking.run(task, "tfidf", paths.root, cfg.params()) as run_id, \
-            staged_dir(paths.bundle(task, "tfidf")) as folder:
+    with tracking.run(task, "tfidf", paths.root, cfg.params()) as run_id:
         tracking.log_dataset(dd, card.fingerprint, task, str(paths.built(task)))
-        val = evaluation.evaluate(pipe.predict_proba, list(dd["validation"]["text"]),
-                                  np.array(dd["validation"]["label"]), labels, "validation")
-        ev = evaluation.evaluate(pipe.predict_proba, x_test, y_test, labels)
-        metrics = {**ev.metrics, "validation_macro_f1": val.metrics["validation_macro_f1"],
-                   "train_seconds": train_seconds}
-        info = export.BundleInfo(task, "tfidf", labels, config, metrics, run_id,
-                                 card.fingerprint, card.markdown())
-        export.write_tfidf(folder, arrays, info)
-        predictor = Predictor.load(folder)
+        start = time.perf_counter()
+        pipe = baseline.make_pipeline(cfg).fit(list(dd["train"]["text"]),
+                                               np.array(dd["train"]["label"]))
+        train_seconds = time.perf_counter() - start
+        arrays, beta = baseline.export_arrays(pipe)
+        return finish_run(
+            paths, Trained(task, "tfidf", run_id, dd, card, pipe.predict_proba,
+                           config={"task": task, **asdict(cfg), "beta": beta},
+                           write=lambda folder, info: export.write_tfidf(folder, arrays, info),
+                           requirements=export.requirements(),
+                           metrics={"train_seconds": train_seconds}))
+
+
+@dataclass(frozen=True)
+class Trained:
+    """A model fitted inside an open MLflow run, with what finish_run needs to ship it."""
+
+    task: str
+    model: str  # "tfidf" or "bert"
+    run_id: str
+    dd: DatasetDict
+    card: DataCard
+    proba: evaluation.ProbaFn  # the in-memory model: texts -> probabilities
+    config: dict  # resolved training config, saved in the bundle
+    write: Callable[[Path, export.BundleInfo], None]  # writes the bundle into a folder
+    requirements: list[str]  # pip requirements of the pyfunc
+    metrics: dict[str, float]  # e.g. train_seconds
+
+
+def finish_run(paths: Paths, t: Trained) -> TrainResult:
+    """Evaluate, export (atomically), check the export against the in-memory model, time it,
+    log it all and register it. Runs inside the model's MLflow run."""
+    labels = t.dd["train"].features["label"].names
+    x_test, y_test = list(t.dd["test"]["text"]), np.array(t.dd["test"]["label"])
+    val = evaluation.evaluate(t.proba, list(t.dd["validation"]["text"]),
+                              np.array(t.dd["validation"]["label"]), labels, "validation")
+    ev = evaluation.evaluate(t.proba, x_test, y_test, labels)
+    metrics = {**ev.metrics, "validation_macro_f1": val.metrics["validation_macro_f1"],
+               **t.metrics}
+    with staged_dir(paths.bundle(t.task, t.model)) as folder:
+        info = export.BundleInfo(t.task, t.model, labels, t.config, metrics, t.run_id,
+                                 t.card.fingerprint, t.card.markdown())
+        t.write(folder, info)
+        predictor = load_bundle(folder)
         # The shipped model must be the trained one: same labels on every test headline.
-        if not np.array_equal(predictor.predict_proba(x_test).argmax(1),
-                              pipe.predict_proba(x_test).argmax(1)):
-            raise RuntimeError("exported bundle disagrees with the trained pipeline")
+        shipped = predictor.predict_proba(x_test).argmax(1)
+        if not np.array_equal(shipped, t.proba(x_test).argmax(1)):
+            raise RuntimeError("the exported bundle disagrees with the trained model on "
+                               f"{int((shipped != t.proba(x_test).argmax(1)).sum())} test rows")
         metrics |= evaluation.speed(predictor.predict_proba, x_test)
-        export.write_tfidf(folder, arrays, info)  # again, now with the speed figures in the card
-        tracking.log_evaluation(metrics, ev.report, ev.confusion, ev.worst, card.markdown())
+        export.finish(folder, dataclasses.replace(info, metrics=metrics))  # card with speed
+        tracking.log_evaluation(metrics, ev.report, ev.confusion, ev.worst, t.card.markdown())
         example = x_test[:3]
-        tracking.log_model(folder, task, example, output_frame(predictor, example),
-                           export.requirements())
-        registration = tracking.promote(task, run_id, card.fingerprint,
-                                        metrics["test_macro_f1"],
-                                        rescore=lambda uri: _rescore(uri, x_test, y_test, labels))
-    return TrainResult(task, "tfidf", run_id, metrics, paths.bundle(task, "tfidf"), registration)
+        tracking.log_model(folder, t.task, example, output_frame(predictor, example),
+                           t.requirements)
+        registration = tracking.promote(
+            t.task, t.run_id, t.card.fingerprint, metrics["test_macro_f1"],
+            rescore=lambda uri: _rescore(uri, x_test, y_test, labels))
+    return TrainResult(t.task, t.model, t.run_id, metrics, paths.bundle(t.task, t.model),
+                       registration)
 
 
 def _rescore(uri: str, texts: list[str], y: np.ndarray, labels: list[str]) -> float:

@@ -4,6 +4,7 @@ MLflow runs this file when it loads the model: `mlflow.pyfunc.load_model(uri).pr
 `mlflow models serve` and `mlflow.pyfunc.spark_udf` all end here.
 """
 
+import warnings
 from pathlib import Path
 
 import mlflow
@@ -11,6 +12,9 @@ import pandas as pd
 from mlflow.pyfunc import PythonModel
 
 from training.predict import Predictor, load_bundle
+
+
+warnings.filterwarnings("ignore", message=".*type hint", category=UserWarning)
 
 
 class BundleModel(PythonModel):

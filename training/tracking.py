@@ -16,11 +16,13 @@ from mlflow import MlflowClient
 from mlflow.data.huggingface_dataset import from_huggingface
 from mlflow.models import infer_signature
 
+from training.project import ProjectError
+
 PYFUNC_FILE = Path(__file__).with_name("pyfunc.py")
 CHAMPION = "champion"
 
 
-class TrackingError(RuntimeError):
+class TrackingError(ProjectError):
     """The MLflow store cannot be reached or written."""
 
 

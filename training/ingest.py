@@ -1,0 +1,362 @@
+"""Ingestion: saved news pages (text dumps or HTML) in, sidebar headlines with provenance out.
+
+A text page is lines: a block title ("İlgili Haberler"), then headline / meta-line pairs, where a
+meta line is a stamp and a section ("18:17 - Dünya", "Dünya - 2 saat önce"). HTML pages carry the
+same in markup (training.ingest_html). Relative and time-only stamps are resolved against one page
+time, chosen deterministically so that ingesting a page twice gives identical rows.
+"""
+
+import copy
+import os
+import re
+import sqlite3
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta
+from pathlib import Path
+
+from training.headlines import Aliases, Headline, add
+from training.ingest_html import Item, Profile, decode, load_profiles, match_profile, parse_html
+from training.text import dedup_key, headline_id, label_key, nfc
+
+MAX_PAGE_BYTES = 20 * 2**20  # the largest real page we know is ~2 MB; 20 MB is a dump, not a page
+SUFFIXES = {".txt", ".html", ".htm"}
+_LEAD_WITHIN = 4  # the lead story's meta line follows its title and at most a few lead paragraphs
+_MAX_HEADLINE = 160  # longer lines are paragraphs (the seed's lead summary is 196 characters)
+_SEP = re.compile(r"\s+[-–—|•·]\s+")
+_MONTHS = "ocak subat mart nisan mayis haziran temmuz agustos eylul ekim kasim aralik".split()
+_WEEKDAY = r"(?: (?:pazartesi|sali|carsamba|persembe|cuma|cumartesi|pazar))?"
+_CLOCK = r"(\d{1,2})[:.](\d{2})(?:[:.](\d{2}))?"
+_ISO = re.compile(
+    r"\d{4}-\d{2}-\d{2}(?:[t ]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:z|[+-]\d{2}:?\d{2})?)?")
+_DMY = re.compile(rf"(\d{{1,2}})[./](\d{{1,2}})[./](\d{{4}})(?: (?:saat )?{_CLOCK})?")
+_NAMED = re.compile(
+    rf"(\d{{1,2}}) ({'|'.join(_MONTHS)}) (\d{{4}}){_WEEKDAY}(?: (?:saat )?{_CLOCK})?")
+_DAY_CLOCK = re.compile(r"(?:(dun|bugun) )?(?:saat )?(\d{1,2}):(\d{2})")
+_AGO = re.compile(r"(\d+|bir) (saniye|sn|dakika|dk|saat|sa|gun|hafta) once|az once|simdi")
+# Stamps are digits and a few Turkish words; folding them is cheaper than text.ascii_fold.
+_FOLD = str.maketrans("ÇĞIİÖŞÜçğıöşüÂâÎîÛû", "cgiiosucgiosuaaiiuu")
+_WORDY = re.compile(r"nce|NCE|mdi|MD[İI]")  # "az önce", "şimdi": stamps without a digit
+_UNITS = {"saniye": "seconds", "sn": "seconds", "dakika": "minutes", "dk": "minutes",
+          "saat": "hours", "sa": "hours", "gun": "days", "hafta": "weeks"}
+_BLOCK_TITLES = {"haftanin one cikanlari", "ilgili haberler", "gunun mansetleri", "son dakika",
+                 "cok okunanlar", "en cok okunanlar", "diger haberler", "son haberler",
+                 "one cikanlar", "editorun secimi", "benzer haberler", "mansetler"}
+_CONNECTIVES = {"ve", "ile", "da", "de", "ki", "en", "için", "bu"}
+
+
+@dataclass(frozen=True)
+class Stamp:
+    """A time stamp as written: absolute, a clock time on the page's day (or the day before), or an
+    age ("2 saat önce"). The last two need the page time."""
+
+    when: datetime | None = None
+    date_only: bool = False
+    clock: time | None = None
+    days_back: int = 0
+    ago: timedelta | None = None
+
+
+@dataclass(frozen=True)
+class Meta:
+    stamp: str
+    section: str | None
+
+
+@dataclass
+class FileReport:
+    path: Path
+    found: int = 0
+    new: int = 0
+    duplicates: int = 0
+    conflicts: int = 0
+    skipped: int = 0
+    error: str | None = None
+    unknown_labels: dict[str, int] = field(default_factory=dict)  # kept raw, reported, not mapped
+
+
+def parse_stamp(text: str) -> Stamp | None:
+    if len(text) > 48 or not (any(c.isdigit() for c in text) or _WORDY.search(text)):
+        return None  # the longest form, "31 Ağustos 2025 Çarşamba saat 23:59:59", is 38
+    s = " ".join(_SEP.sub(" ", nfc(text).translate(_FOLD).lower()).replace(",", " ").split())
+    try:
+        if _ISO.fullmatch(s):
+            when = datetime.fromisoformat(s.upper().replace(" ", "T"))
+            return Stamp(when, date_only=len(s) == 10)
+        if m := _DMY.fullmatch(s) or _NAMED.fullmatch(s):
+            d, mo, y, hh, mm, ss = m.groups()
+            month = int(mo) if mo.isdigit() else _MONTHS.index(mo) + 1
+            return Stamp(datetime(int(y), month, int(d), int(hh or 0), int(mm or 0), int(ss or 0)),
+                         date_only=hh is None)
+        if m := _DAY_CLOCK.fullmatch(s):
+            return Stamp(clock=time(int(m[2]), int(m[3])), days_back=int(m[1] == "dun"))
+    except ValueError:
+        return None  # 31.02.2025 or 25:70: digits shaped like a date, but not one
+    if m := _AGO.fullmatch(s):
+        n = 0 if m[1] is None else 1 if m[1] == "bir" else int(m[1])
+        return Stamp(ago=timedelta(**{_UNITS[m[2]]: n}) if m[2] else timedelta(0))
+    return None
+
+
+def parse_meta(line: str) -> Meta | None:
+    """'18:17 - Dünya', 'Dünya - 2 saat önce', '9 Kasım 2025 18:17 - Spor' or a bare stamp."""
+    if len(line) > 100:
+        return None  # a paragraph
+    if parse_stamp(line):
+        return Meta(line, None)
+    for sep in _SEP.finditer(line):
+        left, right = line[: sep.start()], line[sep.end():]
+        if _section_like(right) and parse_stamp(left):
+            return Meta(left, right)
+        if _section_like(left) and parse_stamp(right):
+            return Meta(right, left)
+    return None
+
+
+def _section_like(s: str) -> bool:
+    words = [w for w in s.split() if w not in "-–—&"]
+    return (0 < len(words) <= 4 and len(s) <= 40 and s[0].isalpha()
+            and not any(c.isdigit() for c in s) and s[-1] not in ".!?:,;…\"'")
+
+
+def _headline_like(s: str) -> bool:
+    return len(s) <= _MAX_HEADLINE and any(c.isalpha() for c in s)
+
+
+def _title_like(s: str) -> bool:
+    """A block title: a known one, or a few capitalised words without punctuation or digits."""
+    if label_key(s).replace("-", " ") in _BLOCK_TITLES:
+        return True
+    words = s.split()
+    return (0 < len(words) <= 5 and len(s) <= 50 and not any(c.isdigit() for c in s)
+            and s[-1] not in ".!?:,;…\"'”’"
+            and all(w[0].isupper() or w in _CONNECTIVES for w in words))
+
+
+def parse_lines(text: str) -> tuple[list[Item], int]:
+    """Items of a text page and the number of meta lines that had no headline to go with."""
+    lines = [s for raw in text.splitlines() if (s := nfc(raw))]
+    metas = [parse_meta(s) for s in lines]
+    used: set[int] = set()
+    items: list[Item] = []
+    orphans, block = 0, None
+    for i, meta in enumerate(metas):
+        if meta is None:
+            continue
+        prev = i - 1 if i and metas[i - 1] is None and i - 1 not in used else None
+        after_lead = prev is not None and (prev == 0 or not _headline_like(lines[prev]))
+        where: str | None
+        if not items and block is None and 0 < i <= _LEAD_WITHIN and not metas[0] and after_lead:
+            # The page's own story: title first, then lead paragraphs, then its meta line.
+            head, where = 0, "lead"
+        elif prev is not None and _headline_like(lines[prev]):
+            head, title = prev, prev - 1
+            if title >= 0 and not metas[title] and title not in used and _title_like(lines[title]):
+                block = lines[title]
+                used.add(title)
+            where = block
+        else:
+            orphans += 1
+            continue
+        used.add(head)
+        items.append(Item(lines[head], meta.section, meta.stamp, where))
+    return items, orphans
+
+
+def parse_file(path: Path, page_time: datetime | None = None) -> list[Headline]:
+    """The headlines of one page; ValueError/OSError name the file."""
+    return _parse(path, page_time)[0]
+
+
+def _parse(path: Path, page_time: datetime | None) -> tuple[list[Headline], int]:
+    """Rows, and the items that looked like headlines but were dropped (no section, no headline)."""
+    text = decode(_read(path), path)
+    profiles = load_profiles()
+    if path.suffix.lower() in {".html", ".htm"} or text.lstrip()[:15].lower().startswith(
+            ("<!doctype html", "<html")):
+        page = parse_html(text, path.name, profiles)
+        items, skipped, profile = page.items, 0, page.profile
+        source = profile.source if profile else page.source or _file_source(path, "")
+    else:
+        items, skipped = parse_lines(text)
+        profile = match_profile(profiles, None, path.name)
+        source = profile.source if profile else _file_source(path, text)
+    kept = [_with_meta(i) for i in items]
+    skipped += sum(i.section is None for i in kept)
+    stamps = [parse_stamp(i.stamp) if i.stamp else None for i in kept if i.section]
+    base, basis = _page_time(page_time, stamps, path)
+    rows, seen = [], set()
+    for item, stamp in zip([i for i in kept if i.section], stamps, strict=True):
+        key = (dedup_key(item.text), label_key(item.section or ""))
+        if key in seen:
+            continue  # the same headline in two blocks of one page is one headline seen
+        seen.add(key)
+        when, how = _resolve(stamp, base, basis) if stamp else (None, None)
+        rows.append(Headline(text=item.text, category_raw=item.section or "", source=source,
+                             block=item.block, published_at=when, time_basis=how,
+                             truncated=item.text.endswith(("…", "...", ",")), page=str(path)))
+    return rows, skipped
+
+
+def _with_meta(item: Item) -> Item:
+    """Fill a missing section or stamp from a meta line among the item's other texts."""
+    if item.section and item.stamp:
+        return item
+    for line in item.extra:
+        if (meta := parse_meta(line)) and meta.section:
+            section, stamp = item.section or meta.section, item.stamp or meta.stamp
+            return Item(item.text, section, stamp, item.block)
+    return item
+
+
+def _page_time(given: datetime | None, stamps: list[Stamp | None], path: Path
+               ) -> tuple[datetime | None, str | None]:
+    if given is not None:
+        return given, "given"
+    absolute = [s.when for s in stamps if s and s.when]
+    if absolute:
+        return max(absolute, key=lambda d: d.replace(tzinfo=None)), "newest-stamp"
+    if any(s and not s.when for s in stamps):  # only pages that need it pay for the stat
+        mtime = datetime.fromtimestamp(path.stat().st_mtime)
+        return mtime.replace(second=0, microsecond=0), "file-mtime"
+    return None, None
+
+
+def _resolve(s: Stamp, base: datetime | None, basis: str | None) -> tuple[str | None, str | None]:
+    if s.when:
+        when = s.when.date().isoformat() if s.date_only else s.when.isoformat(timespec="seconds")
+        return when, "absolute"
+    if base is None:
+        return None, None
+    if s.clock:
+        day: date = base.date() - timedelta(days=s.days_back)
+        at = datetime.combine(day, s.clock, tzinfo=base.tzinfo)
+        return at.isoformat(timespec="seconds"), basis
+    return (base - (s.ago or timedelta(0))).isoformat(timespec="seconds"), basis
+
+
+def _file_source(path: Path, text: str) -> str:
+    """No profile and no canonical URL: a "Kaynak:" line, else the file name's prefix."""
+    for line in text.splitlines():
+        if (found := re.match(r"\s*kaynak\s*:\s*(\S[^<>]{0,60}?)\s*$", line, re.I)):
+            return found.group(1).lower()
+    return path.name.split("_")[0].split(".")[0].lower()
+
+
+def _read(path: Path) -> bytes:
+    try:
+        if path.is_dir():
+            os.listdir(path)  # shows a permission problem as such, not as "is a folder"
+            raise IsADirectoryError(f"{path}: is a folder, not a page")
+        st = path.stat()
+        if not path.is_file():
+            # A FIFO or a device would block or never end.
+            raise ValueError(f"{path}: not a regular file")
+        if st.st_size > MAX_PAGE_BYTES:
+            raise ValueError(f"{path}: {st.st_size / 2**20:.0f} MB is over the "
+                             f"{MAX_PAGE_BYTES // 2**20} MB page limit; not read")
+        with path.open("rb") as f:
+            # Sized by stat: read(limit) would allocate the whole limit for every page.
+            data = f.read(st.st_size + 1)
+            while len(data) <= MAX_PAGE_BYTES and (more := f.read(2**20)):  # still growing
+                data += more
+    except FileNotFoundError as e:
+        raise FileNotFoundError(f"{path}: no such file") from e
+    except PermissionError as e:
+        raise PermissionError(f"{path}: cannot read: permission denied") from e
+    if len(data) > MAX_PAGE_BYTES:
+        raise ValueError(f"{path}: over the {MAX_PAGE_BYTES // 2**20} MB page limit")
+    if not data.strip():
+        raise ValueError(f"{path}: empty file")
+    return data
+
+
+def iter_files(paths: Iterable[Path]) -> Iterator[Path]:
+    """Files as given, and the .txt/.html/.htm files under folders, sorted, found lazily."""
+    for path in paths:
+        yield from _walk(Path(path)) if Path(path).is_dir() else (Path(path),)
+
+
+def _walk(folder: Path) -> Iterator[Path]:
+    try:
+        entries = sorted(os.scandir(folder), key=lambda e: e.name)
+    except OSError:
+        yield folder  # reported by _read with the reason
+        return
+    for e in entries:
+        if e.is_dir(follow_symlinks=False):
+            yield from _walk(Path(e.path))
+        elif Path(e.name).suffix.lower() in SUFFIXES:
+            yield Path(e.path)
+
+
+def site_aliases(aliases: Aliases, profiles: tuple[Profile, ...]) -> Aliases:
+    """The alias table plus the section aliases of the site profiles, per source.
+
+    Aliases has no public way to add entries, so a copy gets a widened map; the original stays.
+    """
+    merged = copy.copy(aliases)
+    table = dict(aliases._map)
+    for p in profiles:
+        for raw, category in p.sections.items():
+            if category not in aliases.categories:
+                raise ValueError(f"{p.path}: section {raw!r} maps to {category!r}, "
+                                 f"which is not a category ({', '.join(aliases.categories)})")
+            table[(p.source, label_key(raw))] = category
+    merged._map = table
+    return merged
+
+
+def ingest(con: sqlite3.Connection, paths: Iterable[Path], aliases: Aliases,
+           page_time: datetime | None = None) -> Iterator[FileReport]:
+    """Store the headlines of each page, one transaction per file; one report per file, lazily.
+    A file's problem goes into its report's error and the next file goes on."""
+    merged = site_aliases(aliases, load_profiles())
+    for path in iter_files(paths):
+        report = FileReport(path)
+        try:
+            rows, report.skipped = _parse(path, page_time)
+            if not rows:
+                raise ValueError(f"{path}: no headlines found (no sidebar pair, list item or lead "
+                                 f"story with a section; {report.skipped} item(s) skipped)")
+            report.conflicts = _conflicts(con, rows, merged)
+            stats = add(con, rows, merged)
+        except (OSError, ValueError) as e:
+            report.error = str(e) if str(path) in str(e) else f"{path}: {e}"
+        else:
+            report.found, report.new, report.duplicates = stats.found, stats.new, stats.duplicates
+            report.unknown_labels = stats.unknown_labels
+        yield report
+
+
+def _conflicts(con: sqlite3.Connection, rows: list[Headline], aliases: Aliases) -> int:
+    """Rows whose normalised text (same source) is already stored under another category."""
+    seen: dict[str, set[str]] = {}
+    n = 0
+    for h in rows:
+        hid, category = headline_id(h.text, h.source), aliases.canonical(h.category_raw, h.source)
+        if category is None:
+            continue
+        stored = {r[0] for r in con.execute(
+            "SELECT category FROM headlines WHERE id = ? AND category IS NOT NULL", (hid,))}
+        n += bool((stored | seen.setdefault(hid, set())) - {category})
+        seen[hid].add(category)
+    return n
+
+
+def preview(paths: Iterable[Path], aliases: Aliases, page_time: datetime | None = None
+            ) -> Iterator[dict]:
+    """Dry run: the rows ingest would offer, as dicts for JSON lines; stores nothing. A file that
+    fails gives one {"page", "error"} dict instead of rows."""
+    merged = site_aliases(aliases, load_profiles())
+    for path in iter_files(paths):
+        try:
+            rows = parse_file(path, page_time)
+        except (OSError, ValueError) as e:
+            yield {"page": str(path), "error": str(e) if str(path) in str(e) else f"{path}: {e}"}
+            continue
+        for h in rows:
+            yield {"text": nfc(h.text), "category": merged.canonical(h.category_raw, h.source),
+                   "category_raw": nfc(h.category_raw), "block": h.block,
+                   "published_at": h.published_at, "source": h.source, "time_basis": h.time_basis,
+                   "truncated": h.truncated, "page": h.page}

@@ -1,0 +1,308 @@
+"""HTML side of ingestion: bytes to text, site profiles, and sidebar items out of markup.
+
+A page becomes a list of `Item`s (headline, section, time stamp as written, block); turning stamps
+into dates and items into stored headlines is training.ingest's job, shared with text pages.
+Markup is read with selectolax (lexbor), never with regexes: real pages nest, break and lie.
+"""
+
+import re
+import tomllib
+import unicodedata
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from urllib.parse import urlparse
+
+import charset_normalizer
+from selectolax.lexbor import LexborHTMLParser, LexborNode, SelectolaxError
+
+from training.text import nfc
+
+SITES = Path(__file__).resolve().parent.parent / "data" / "sites"
+_BOMS = ((b"\xef\xbb\xbf", "utf-8"), (b"\xff\xfe\x00\x00", "utf-32-le"),
+         (b"\x00\x00\xfe\xff", "utf-32-be"), (b"\xff\xfe", "utf-16-le"), (b"\xfe\xff", "utf-16-be"))
+# Browsers read these labels as the Windows supersets (WHATWG Encoding); so must we, or the
+# 0x80-0x9F bytes (curly quotes, ellipsis) of a "latin5" Turkish page become control characters.
+_WHATWG = {"iso-8859-9": "cp1254", "latin5": "cp1254", "iso-8859-1": "cp1252", "latin1": "cp1252",
+           "us-ascii": "cp1252", "x-cp1254": "cp1254"}
+_TURKISH = ["cp1254"]  # covers ISO-8859-9; DOS and Mac Turkish guesses misread real pages
+# Class names that mark an item's section or time in markup no profile describes.
+_SECTION_CLASS = re.compile(r"(^|[-_])(cat|category|categories|kategori|section|bolum|tag)([-_]|$)")
+_TIME_CLASS = re.compile(r"(^|[-_])(time|date|datetime|tarih|saat|zaman|timestamp)([-_]|$)")
+_TITLE_CLASS = re.compile(r"(^|[-_])(title|baslik|header|heading|head)([-_]|$)")
+_GENERIC_ITEMS = "li, article, [class*=item], [class*=card]"
+_LAYOUT_KEYS = {"block", "item", "title", "headline", "section", "time"}
+_PROFILE_KEYS = {"source", "hosts", "file_prefixes", "sections", "layouts"}
+
+
+@dataclass(frozen=True)
+class Item:
+    """A headline as a page shows it, before its stamp is resolved and its section mapped."""
+
+    text: str
+    section: str | None
+    stamp: str | None
+    block: str | None
+    extra: tuple[str, ...] = ()  # other short texts of the item, where a "18:17 - Dünya" may hide
+
+
+@dataclass(frozen=True)
+class Layout:
+    """CSS selectors for one sidebar layout of a site: blocks, their title, items and fields."""
+
+    block: str
+    item: str
+    title: str | None = None
+    headline: str | None = None  # None: the item's first link
+    section: str | None = None
+    time: str | None = None  # an element whose `datetime` attribute or text is the stamp
+
+
+@dataclass(frozen=True)
+class Profile:
+    source: str
+    path: Path
+    hosts: tuple[str, ...] = ()
+    file_prefixes: tuple[str, ...] = ()
+    sections: dict[str, str] = field(default_factory=dict)  # site label -> canonical category
+    layouts: tuple[Layout, ...] = ()
+
+
+@dataclass(frozen=True)
+class HtmlPage:
+    items: list[Item]
+    source: str | None  # canonical host, else og:site_name
+    profile: Profile | None
+
+
+@cache
+def load_profiles(folder: Path = SITES) -> tuple[Profile, ...]:
+    """Every data/sites/*.toml, checked once; a bad profile names its file."""
+    return tuple(_profile(p) for p in sorted(folder.glob("*.toml")))
+
+
+def _profile(path: Path) -> Profile:
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"{path}: not a valid TOML site profile: {e}") from e
+    unknown = set(raw) - _PROFILE_KEYS
+    if unknown or not isinstance(raw.get("source"), str):
+        raise ValueError(f"{path}: needs a 'source' string; unknown keys: {sorted(unknown)}")
+    layouts = []
+    for n, spec in enumerate(raw.get("layouts", []), 1):
+        if set(spec) - _LAYOUT_KEYS or not {"block", "item"} <= set(spec):
+            raise ValueError(f"{path}: layout {n} needs 'block' and 'item', may have "
+                             f"{sorted(_LAYOUT_KEYS)}; found {sorted(spec)}")
+        for key, selector in spec.items():
+            try:
+                LexborHTMLParser("<p></p>").css(selector)
+            except SelectolaxError as e:
+                raise ValueError(f"{path}: layout {n}, {key}: bad CSS selector {selector!r}") from e
+        layouts.append(Layout(**spec))
+    return Profile(source=raw["source"], path=path, hosts=tuple(raw.get("hosts", ())),
+                   file_prefixes=tuple(raw.get("file_prefixes", (path.stem,))),
+                   sections=dict(raw.get("sections", {})), layouts=tuple(layouts))
+
+
+def match_profile(profiles: tuple[Profile, ...], host: str | None, name: str) -> Profile | None:
+    """The profile for a page: by its canonical host, else by the file name's prefix."""
+    for p in profiles:
+        if host and any(host == h or host.endswith("." + h) for h in p.hosts):
+            return p
+    prefix = name.lower().split("_")[0]
+    return next((p for p in profiles if prefix in p.file_prefixes), None)
+
+
+def decode(data: bytes, path: Path) -> str:
+    """Page bytes to text: BOM, else strict UTF-8, else the declared charset, else a guess.
+
+    UTF-8 goes first because pages that declare ISO-8859-9 while sending UTF-8 are common (the DHA
+    sample); a real Latin-5 page almost never happens to be valid UTF-8.
+    """
+    for bom, codec in _BOMS:
+        if data.startswith(bom):
+            return data[len(bom):].decode(codec, errors="replace")
+    if b"\x00" in data[:8192]:
+        raise ValueError(f"{path}: binary file (NUL bytes), not a news page")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        if e.end == len(data) and e.reason == "unexpected end of data":
+            return data[: e.start].decode("utf-8", errors="replace")  # a letter cut by truncation
+    declared = _declared_charset(data)
+    if declared:
+        try:
+            return data.decode(_WHATWG.get(declared, declared))
+        except (LookupError, UnicodeDecodeError):
+            pass  # a wrong or unknown label: fall through to guessing
+    # Turkish pages come in few encodings; an open guess reads a short Latin-5 page ("Işık") as
+    # Central European or even CJK, so the likely ones are asked first.
+    best = (charset_normalizer.from_bytes(data, cp_isolation=_TURKISH).best()
+            or charset_normalizer.from_bytes(data).best())
+    text = str(best) if best is not None else ""
+    controls = sum(unicodedata.category(c) == "Cc" and c not in "\t\n\r\f" for c in text[:8192])
+    if not text or controls > len(text[:8192]) / 100:
+        raise ValueError(f"{path}: cannot tell the text encoding; is it a text or HTML page?")
+    return text
+
+
+def _declared_charset(data: bytes) -> str | None:
+    head = data[:4096]
+    if b"<meta" not in head.lower():
+        return None
+    # Latin-1 maps every byte to one character, so the ASCII markup survives whatever the encoding.
+    for meta in LexborHTMLParser(head.decode("latin-1")).css("meta"):
+        attrs = meta.attributes
+        label = attrs.get("charset")
+        if not label and (attrs.get("http-equiv") or "").lower() == "content-type":
+            found = re.search(r"charset\s*=\s*[\"']?([\w.:-]+)", attrs.get("content") or "", re.I)
+            label = found.group(1) if found else None
+        if label:
+            return label.strip().lower()
+    return None
+
+
+def parse_html(text: str, name: str, profiles: tuple[Profile, ...]) -> HtmlPage:
+    tree = LexborHTMLParser(text)
+    tree.strip_tags(["script", "style", "noscript", "svg", "template", "iframe"])
+    meta = _meta_map(tree)
+    url = meta.get("og:url") or _attr(tree.css_first("link[rel=canonical]"), "href")
+    host = (urlparse(url).hostname or "").removeprefix("www.") if url else None
+    profile = match_profile(profiles, host, name)
+    items = [lead] if (lead := _lead(tree, meta)) else []
+    layouts = profile.layouts if profile else ()
+    found = [item for layout in layouts for item in _layout_items(tree, layout)]
+    items += found or _generic_items(tree)  # a redesigned site falls back on the generic reader
+    return HtmlPage(items, host or meta.get("og:site_name"), profile)
+
+
+def _meta_map(tree: LexborHTMLParser) -> dict[str, str]:
+    """First non-empty value of each <meta> by property, name, itemprop or http-equiv."""
+    found: dict[str, str] = {}
+    for node in tree.css("meta"):
+        a = node.attributes
+        value = nfc(a.get("content") or a.get("value") or "")
+        for key in ("property", "name", "itemprop", "http-equiv"):
+            if a.get(key) and value:
+                found.setdefault(a[key].lower(), value)  # type: ignore[union-attr]
+    return found
+
+
+def _lead(tree: LexborHTMLParser, meta: dict[str, str]) -> Item | None:
+    """The page's own story, when its metadata give a section or call it an article."""
+    section = meta.get("article:section") or meta.get("articlesection") or meta.get("section")
+    title = meta.get("og:title") or _text(tree.css_first("h1")) or _text(tree.css_first("title"))
+    if not title or (not section and meta.get("og:type") != "article"):
+        return None
+    stamp = next((meta[k] for k in ("article:published_time", "datepublished", "pubdate",
+                                    "article:modified_time", "datemodified", "last-modified")
+                  if k in meta), None)
+    return Item(title, section, stamp, "lead")
+
+
+def _layout_items(tree: LexborHTMLParser, layout: Layout) -> list[Item]:
+    items = []
+    for block in tree.css(layout.block):
+        title = _text(block.css_first(layout.title)) if layout.title else None
+        for node in block.css(layout.item):
+            head = node.css_first(layout.headline) if layout.headline else node.css_first("a")
+            text = _text(head) or _attr(head, "title")
+            if not text:
+                continue
+            section = _text(node.css_first(layout.section)) if layout.section else None
+            stamp = _stamp(node.css_first(layout.time)) if layout.time else None
+            items.append(Item(text, section or None, stamp, title, _extra(node, text)))
+    return items
+
+
+def _generic_items(tree: LexborHTMLParser) -> list[Item]:
+    """Repeated list items that pair a headline link with a section or a time: the shape of every
+    sidebar we have seen, whatever its class names. Menus (links alone) do not qualify."""
+    groups: dict[int, tuple[LexborNode, list[Item]]] = {}
+    for node in tree.css(_GENERIC_ITEMS):
+        if len(node.css(_GENERIC_ITEMS)) > 1:  # the node itself matches too
+            continue  # only innermost items; an outer one would swallow its children
+        links = (a for a in node.css("a") if _headline_like(_text(a) or _attr(a, "title")))
+        link = next(links, None)
+        if link is None or node.parent is None:
+            continue
+        classed = node.css("[class]")
+        labelled = next((n for n in classed if _has_class(n, _SECTION_CLASS)), None)
+        timed = node.css_first("time") or next(
+            (n for n in classed if _has_class(n, _TIME_CLASS)), None)
+        text, section = _link_text(link, labelled, timed), _text(labelled)
+        extra = _extra(node, text)
+        if not (section or timed or any(" - " in e for e in extra)):
+            continue
+        groups.setdefault(node.parent.mem_id, (node.parent, []))[1].append(
+            Item(text, section or None, _stamp(timed), None, extra))
+    items = []
+    for container, found in groups.values():
+        if len(found) >= 2:  # one lone link is content, not a sidebar
+            title = _block_title(container)
+            items += [Item(i.text, i.section, i.stamp, title, i.extra) for i in found]
+    return items
+
+
+def _link_text(link: LexborNode, *parts: LexborNode | None) -> str:
+    """A link's headline, without the section or time that some sites put inside the same <a>."""
+    text, title = _text(link) or "", _attr(link, "title")
+    if title and title in text:
+        return title
+    for part in parts:
+        if part is not None and _inside(part, link) and (cut := _text(part)):
+            text = text.removeprefix(cut).removesuffix(cut).strip()
+    return text
+
+
+def _inside(node: LexborNode, ancestor: LexborNode) -> bool:
+    parent: LexborNode | None = node
+    while parent is not None:
+        if parent.mem_id == ancestor.mem_id:
+            return True
+        parent = parent.parent
+    return False
+
+
+def _block_title(container: LexborNode) -> str | None:
+    """The heading just before a list, looking up two levels (title bars wrap lists)."""
+    node: LexborNode | None = container
+    for _ in range(3):
+        if node is None:
+            return None
+        sib, steps = node.prev, 0
+        while sib is not None and steps < 6:
+            if sib.tag in {"h1", "h2", "h3", "h4", "h5", "h6"} or _has_class(sib, _TITLE_CLASS):
+                title = _text(sib)
+                if title and len(title) <= 60:
+                    return title
+            sib, steps = sib.prev, steps + 1
+        node = node.parent
+    return None
+
+
+def _extra(node: LexborNode, headline: str) -> tuple[str, ...]:
+    texts = {_text(n) for n in node.css("*")} - {headline, None, ""}
+    return tuple(sorted(t for t in texts if t and len(t) <= 80))
+
+
+def _stamp(node: LexborNode | None) -> str | None:
+    return (_attr(node, "datetime") or _text(node)) if node is not None else None
+
+
+def _has_class(node: LexborNode, pattern: re.Pattern[str]) -> bool:
+    return any(pattern.search(c) for c in (node.attributes.get("class") or "").lower().split())
+
+
+def _headline_like(text: str | None) -> bool:
+    return text is not None and 3 <= len(text.split()) and len(text) <= 200
+
+
+def _attr(node: LexborNode | None, name: str) -> str | None:
+    value = node.attributes.get(name) if node is not None else None
+    return nfc(value) or None if value else None
+
+
+def _text(node: LexborNode | None) -> str | None:
+    return nfc(node.text(separator=" ")) or None if node is not None else None
