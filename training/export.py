@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 from safetensors.numpy import save_file
 
+from training.files import write_text
 from training.predict import MODEL_FILE, sha256
 
 # Versions a service needs to match; recorded so a mismatch can be found later.
@@ -44,6 +45,29 @@ def requirements() -> list[str]:
     return [f"{p}=={metadata.version(p)}" for p in ("numpy", "scipy", "safetensors", "pandas")]
 
 
+def requirements_bert() -> list[str]:
+    """What the MLflow pyfunc of a BERT bundle needs: the ONNX predictor, and what
+    training.predict (which dispatches to it) imports. No torch, no transformers."""
+    return [f"{p}=={metadata.version(p)}" for p in
+            ("numpy", "scipy", "safetensors", "onnxruntime", "tokenizers", "pandas")]
+
+
+def _onnx_lines(info: BundleInfo) -> list[str]:
+    """The ONNX variants of a BERT bundle and why the int8 one is there or not."""
+    onnx = info.config.get("onnx")
+    if info.model != "bert" or not onnx:
+        return []
+    q = onnx["int8"]
+    verdict = ("kept as `model.int8.onnx` (`OnnxPredictor.load(folder, int8=True)`)" if q["kept"]
+               else "dropped")
+    return ["## ONNX", "",
+            f"`model.onnx` (fp32, opset {onnx['opset']}) gives the trained model's labels; "
+            f"max length {info.config['max_length']} tokens.",
+            f"Dynamic int8: test macro-F1 {q['test_macro_f1']:.4f} against "
+            f"{q['fp32_test_macro_f1']:.4f} for fp32 (tolerance {q['tolerance']:.3f}): {verdict}.",
+            ""]
+
+
 def model_card(info: BundleInfo) -> str:
     m = info.metrics
     rows = [f"| {lb} | {m.get(f'test_f1_{lb}', float('nan')):.4f} |" for lb in info.labels]
@@ -51,8 +75,8 @@ def model_card(info: BundleInfo) -> str:
         f"# manset {info.task} classifier ({info.model})", "",
         f"Predicts the {info.task} of a Turkish news headline among {len(info.labels)} labels.", "",
         "## Test metrics", "",
-        f"- macro-F1: **{m['test_macro_f1']:.4f}**",
-        f"- accuracy: {m['test_accuracy']:.4f}",
+        f"- macro-F1: **{m.get('test_macro_f1', float('nan')):.4f}**",
+        f"- accuracy: {m.get('test_accuracy', float('nan')):.4f}",
         f"- throughput: {m.get('predict_throughput_per_s', 0):,.0f} headlines/s (batch), "
         f"latency p50 {m.get('predict_latency_p50_ms', 0):.3f} ms (one headline)", "",
         "| label | test F1 |", "|---|---:|", *rows, "",
@@ -60,10 +84,10 @@ def model_card(info: BundleInfo) -> str:
         "## Training data", "", info.data_card,
         "## Use", "", "```python",
         "from pathlib import Path",
-        "from training.predict import Predictor",
-        "p = Predictor.load(Path('.'))",
+        "from training.predict import load_bundle",
+        "p = load_bundle(Path('.'))",
         "p.predict(['Merkez Bankası faiz kararını açıkladı'])",
-        "```", "",
+        "```", "", *_onnx_lines(info),
         "Limits: trained on TRT Haber section pages and a 2016-2019 headline set; headlines from "
         "other sites and sections (Dünya, Gündem) are out of its training distribution.", ""])
 
@@ -78,8 +102,9 @@ def finish(folder: Path, info: BundleInfo) -> None:
         "mlflow_run_id": info.run_id, "dataset_fingerprint": info.dataset_fingerprint,
         "metrics": {k: round(v, 6) for k, v in info.metrics.items()},
         "versions": versions(),
-        "files": {p.name: sha256(p) for p in sorted(folder.iterdir())
-                  if p.is_file() and p.name != "manifest.json"},
+        # Nested files too (a BERT bundle keeps its Hugging Face folder under hf/).
+        "files": {p.relative_to(folder).as_posix(): sha256(p) for p in sorted(folder.rglob("*"))
+                  if p.is_file() and p.relative_to(folder).as_posix() != "manifest.json"},
     }
     (folder / "manifest.json").write_text(json.dumps(manifest, ensure_ascii=False, indent=1))
 
@@ -87,3 +112,26 @@ def finish(folder: Path, info: BundleInfo) -> None:
 def write_tfidf(folder: Path, arrays: dict[str, np.ndarray], info: BundleInfo) -> None:
     save_file(arrays, str(folder / MODEL_FILE))
     finish(folder, info)
+
+
+CHAMPION_FILE = "CHAMPION"  # models/<task>/CHAMPION: which bundle holds the registered champion
+
+
+def write_champion(task_dir: Path, model: str, run_id: str) -> None:
+    """Record the champion's family beside the bundles, so `manset predict` picks it without
+    asking MLflow. The run id lets a reader tell a stale record from a current one."""
+    write_text(task_dir / CHAMPION_FILE, json.dumps({"model": model, "mlflow_run_id": run_id}))
+
+
+def default_model(task_dir: Path) -> str:
+    """The family `manset predict` uses when none is named: the champion's, when the bundle
+    CHAMPION names still comes from the champion run; else the only bundle; else tfidf."""
+    record = task_dir / CHAMPION_FILE
+    if record.is_file():
+        champion = json.loads(record.read_text())
+        manifest = task_dir / champion["model"] / "manifest.json"
+        if manifest.is_file() and json.loads(manifest.read_text()).get(
+                "mlflow_run_id") == champion["mlflow_run_id"]:
+            return champion["model"]
+    found = sorted(m.parent.name for m in task_dir.glob("*/manifest.json"))
+    return found[0] if len(found) == 1 else "tfidf"
