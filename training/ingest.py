@@ -6,7 +6,6 @@ same in markup (training.ingest_html). Relative and time-only stamps are resolve
 time, chosen deterministically so that ingesting a page twice gives identical rows.
 """
 
-import copy
 import os
 import re
 import sqlite3
@@ -291,20 +290,11 @@ def _walk(folder: Path) -> Iterator[Path]:
 
 
 def site_aliases(aliases: Aliases, profiles: tuple[Profile, ...]) -> Aliases:
-    """The alias table plus the section aliases of the site profiles, per source.
-
-    Aliases has no public way to add entries, so a copy gets a widened map; the original stays.
-    """
-    merged = copy.copy(aliases)
-    table = dict(aliases._map)
+    """The alias table plus the section aliases of the site profiles, each for its own source."""
     for p in profiles:
-        for raw, category in p.sections.items():
-            if category not in aliases.categories:
-                raise ValueError(f"{p.path}: section {raw!r} maps to {category!r}, "
-                                 f"which is not a category ({', '.join(aliases.categories)})")
-            table[(p.source, label_key(raw))] = category
-    merged._map = table
-    return merged
+        entries = [(p.source, raw, category) for raw, category in p.sections.items()]
+        aliases = aliases.extended(entries, str(p.path))
+    return aliases
 
 
 def ingest(con: sqlite3.Connection, paths: Iterable[Path], aliases: Aliases,

@@ -212,7 +212,8 @@ def _layout_items(tree: LexborHTMLParser, layout: Layout) -> list[Item]:
                 continue
             section = _text(node.css_first(layout.section)) if layout.section else None
             stamp = _stamp(node.css_first(layout.time)) if layout.time else None
-            items.append(Item(text, section or None, stamp, title, _extra(node, text)))
+            extra = () if section and stamp else _extra(node, text)  # only to fill a gap
+            items.append(Item(text, section or None, stamp, title, extra))
     return items
 
 
@@ -266,7 +267,7 @@ def _inside(node: LexborNode, ancestor: LexborNode) -> bool:
 
 
 def _block_title(container: LexborNode) -> str | None:
-    """The heading just before a list, looking up two levels (title bars wrap lists)."""
+    """The heading just before a list, or before one of its two parents (title bars wrap lists)."""
     node: LexborNode | None = container
     for _ in range(3):
         if node is None:

@@ -123,6 +123,6 @@ def _rescore(uri: str, texts: list[str], y: np.ndarray, labels: list[str]) -> fl
     """Test macro-F1 of a registered model on this dataset's test split, labels matched by name."""
     from sklearn.metrics import f1_score
 
-    out = tracking.load_pyfunc(uri).predict(pd.DataFrame({"text": texts}))
+    out = pd.DataFrame(tracking.load_pyfunc(uri).predict(pd.DataFrame({"text": texts})))
     pred = [labels.index(lb) if lb in labels else -1 for lb in out["label"]]
     return float(f1_score(y, pred, labels=list(range(len(labels))), average="macro"))

@@ -6,28 +6,38 @@ MLflow runs this file when it loads the model: `mlflow.pyfunc.load_model(uri).pr
 
 import warnings
 from pathlib import Path
+from typing import Protocol
 
 import mlflow
+import numpy as np
 import pandas as pd
 from mlflow.pyfunc import PythonModel
 
-from training.predict import Predictor, load_bundle
-
+from training.predict import load_bundle
 
 warnings.filterwarnings("ignore", message=".*type hint", category=UserWarning)
 
 
 class BundleModel(PythonModel):
-    def load_context(self, context):  # type: ignore[no-untyped-def]
+    def load_context(self, context):
         self.predictor = load_bundle(Path(context.artifacts["bundle"]))
 
     # No type hints here: MLflow would build a schema from them, and its signature comes from
     # the input example instead.
-    def predict(self, context, model_input, params=None):  # type: ignore[no-untyped-def]
+    def predict(self, context, model_input, params=None):
         return output_frame(self.predictor, texts_of(model_input))
 
 
-def output_frame(predictor: Predictor, texts: list[str]) -> pd.DataFrame:
+class Classifier(Protocol):
+    """What every bundle loader returns (TF-IDF or ONNX)."""
+
+    @property
+    def labels(self) -> list[str]: ...
+
+    def predict_proba(self, texts: list[str]) -> np.ndarray: ...
+
+
+def output_frame(predictor: Classifier, texts: list[str]) -> pd.DataFrame:
     """A 'label' column, then 'p_<label>' with the probability of each label."""
     proba = predictor.predict_proba(texts)
     out = pd.DataFrame(proba, columns=[f"p_{lb}" for lb in predictor.labels])

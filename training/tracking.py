@@ -15,6 +15,7 @@ from datasets import DatasetDict
 from mlflow import MlflowClient
 from mlflow.data.huggingface_dataset import from_huggingface
 from mlflow.models import infer_signature
+from mlflow.pyfunc import PyFuncModel
 
 from training.project import ProjectError
 
@@ -162,5 +163,5 @@ def promote(task: str, run_id: str, fingerprint: str, macro_f1: float,
                         f"{macro_f1:.4f} ≤ {best:.4f} of champion v{champion.version} ({basis})")
 
 
-def load_pyfunc(uri: str) -> mlflow.pyfunc.PyFuncModel:
+def load_pyfunc(uri: str) -> PyFuncModel:
     return mlflow.pyfunc.load_model(uri)
