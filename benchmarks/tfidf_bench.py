@@ -88,7 +88,8 @@ def main() -> int:
         record("manset: exported bundle (hashed word+char n-grams)",
                Predictor.load(Path(tmp)).predict_proba, fit_seconds)
 
-    plain, ours = rows[next(iter(peers))], rows["manset: exported bundle (hashed word+char n-grams)"]
+    ours = rows["manset: exported bundle (hashed word+char n-grams)"]
+    plain = rows[next(iter(peers))]
     summary = {"dataset_fingerprint": card.fingerprint, "test_rows": len(x_test), "rows": rows,
                "macro_f1_gain_points": round(100 * (ours["macro_f1"] - plain["macro_f1"]), 2),
                "throughput_vs_plain": round(ours["headlines_per_s"] / plain["headlines_per_s"], 2)}

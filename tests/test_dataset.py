@@ -30,7 +30,7 @@ def _rows(tmp_path: Path, extra: list[Headline] = ()) -> list:
 def test_splits_are_disjoint_stratified_and_deterministic(tmp_path):
     rows = _rows(tmp_path)
     dd, card = dataset.build(rows, BuildConfig())
-    dd2, card2 = dataset.build(list(reversed(rows)), BuildConfig())
+    _dd2, card2 = dataset.build(list(reversed(rows)), BuildConfig())
     assert card.fingerprint == card2.fingerprint  # row order does not matter
     ids = [set(dd[s]["id"]) for s in dataset.SPLITS]
     assert not (ids[0] & ids[1] or ids[0] & ids[2] or ids[1] & ids[2])
@@ -48,14 +48,15 @@ def test_near_duplicates_never_straddle_splits(tmp_path):
     groups = {s: set(dd[s]["group"]) for s in dataset.SPLITS}
     assert not (groups["train"] & groups["test"] or groups["train"] & groups["validation"]
                 or groups["validation"] & groups["test"])
-    borsa = [(s, g) for s in dataset.SPLITS for t, g in zip(dd[s]["text"], dd[s]["group"],
-                                                             strict=True) if "Borsa güne yükselişle başladı (" in t]
+    borsa = [(s, g) for s in dataset.SPLITS
+             for t, g in zip(dd[s]["text"], dd[s]["group"], strict=True)
+             if "Borsa güne yükselişle başladı (" in t]
     assert len(borsa) == 24 and len({g for _, g in borsa}) == 1 and len({s for s, _ in borsa}) == 1
     assert card.near_duplicate_groups >= 1
 
 
 def test_exact_duplicates_and_conflicts_are_left_out(tmp_path):
-    first = [r for r in _rows(tmp_path) if r["category"] == "Spor"][0]["text"]
+    first = next(r for r in _rows(tmp_path) if r["category"] == "Spor")["text"]
     extra = [Headline(tr_upper(first) + "!", "spor", "z"),  # a duplicate from another site
              Headline("Okullarda grip salgını", "egitim", "a"),
              Headline("Okullarda grip salgını", "saglik", "b")]  # conflict across sources
@@ -76,7 +77,7 @@ def test_small_classes_are_dropped_with_their_names(tmp_path):
 
 
 def test_fewer_than_two_classes_is_an_error(tmp_path):
-    with pytest.raises(ValueError, match="1 class.*Spor.*two or more"):
+    with pytest.raises(ValueError, match=r"1 class.*Spor.*two or more"):
         dataset.build([r for r in _rows(tmp_path) if r["category"] == "Spor"], BuildConfig())
 
 

@@ -6,10 +6,10 @@ import os
 import sqlite3
 import sys
 import warnings
-from datetime import datetime
 from collections.abc import Iterable
+from datetime import datetime
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import click
 import typer
@@ -150,7 +150,7 @@ def train_bert(
                            ) from e
     if max_length != "auto" and not max_length.isdigit():
         raise ValueError(f"--max-length {max_length!r}: a number of tokens, or auto")
-    given = {"model": model, "epochs": epochs, "batch_size": batch_size,
+    given: dict[str, Any] = {"model": model, "epochs": epochs, "batch_size": batch_size,
              "learning_rate": learning_rate, "max_steps": max_steps,
              "max_length": None if max_length == "auto" else int(max_length)}
     cfg = BertTrainConfig(class_weights=class_weights, freeze_embeddings=freeze_embeddings,
@@ -191,7 +191,7 @@ def run(root: RootOpt = Path(".")) -> None:
     _summary(results)
 
 
-def _tfidf_config():  # noqa: ANN202
+def _tfidf_config():
     from training.baseline import TfidfConfig
 
     return TfidfConfig()

@@ -102,7 +102,7 @@ def _labelled_rows(rows: list[sqlite3.Row], task: str) -> tuple[list[dict], Coun
 
 
 def near_duplicate_groups(texts: list[str], threshold: float) -> np.ndarray:
-    """Group ids such that headlines whose character 5-gram sets have cosine ≥ threshold share one."""
+    """Group ids: headlines whose character 5-gram sets have cosine ≥ threshold share one."""
     vec = CountVectorizer(analyzer="char_wb", ngram_range=(5, 5), binary=True, dtype=np.float32)
     x = vec.fit_transform([dedup_key(t) for t in texts])
     norms = np.sqrt(np.asarray(x.sum(axis=1)).ravel()).clip(min=1)
@@ -137,7 +137,8 @@ def _split(labels: np.ndarray, groups: np.ndarray, cfg: BuildConfig) -> np.ndarr
         total = sum(len(members[g]) for g in label_groups)
         quota = {"test": cfg.test_fraction * total, "validation": cfg.validation_fraction * total}
         for g in rng.permutation(label_groups).tolist():
-            target = next((s for s in ("test", "validation") if quota[s] >= len(members[g]) / 2), None)
+            size = len(members[g])
+            target = next((s for s in ("test", "validation") if quota[s] >= size / 2), None)
             if target is None:
                 continue
             quota[target] -= len(members[g])

@@ -106,7 +106,8 @@ def read_csv(path: Path, required: list[str]) -> Iterator[dict[str, str]]:
         missing = [c for c in required if c not in reader.fieldnames]
         if missing:
             raise ValueError(
-                f"{path}: missing column(s) {', '.join(missing)}; found {', '.join(reader.fieldnames)}"
+                f"{path}: missing column(s) {', '.join(missing)}; "
+                f"found {', '.join(reader.fieldnames)}"
             )
         try:
             for row in reader:
@@ -172,7 +173,8 @@ def read_labelled(path: Path, source: str, text_column: str, label_column: str) 
     return rows
 
 
-def import_labelled(con: sqlite3.Connection, sources_csv: Path, aliases: Aliases) -> dict[str, AddStats]:
+def import_labelled(con: sqlite3.Connection, sources_csv: Path, aliases: Aliases
+                    ) -> dict[str, AddStats]:
     """Import every labelled CSV listed in sources_csv (file,source,text_column,label_column)."""
     stats = {}
     for spec in read_csv(sources_csv, ["file", "source", "text_column", "label_column"]):

