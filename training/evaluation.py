@@ -4,10 +4,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import matplotlib
-
-matplotlib.use("Agg")  # no display on servers and CI
-import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
 from sklearn.metrics import (
@@ -57,7 +53,9 @@ def evaluate(proba_fn: ProbaFn, texts: list[str], y: np.ndarray, labels: list[st
 
 def confusion_figure(y: np.ndarray, pred: np.ndarray, labels: list[str]) -> Figure:
     cm = confusion_matrix(y, pred, labels=list(range(len(labels))))
-    fig, ax = plt.subplots(figsize=(1 + 0.7 * len(labels), 1 + 0.6 * len(labels)))
+    # A bare Figure, not pyplot's: nothing keeps it alive once it is logged.
+    fig = Figure(figsize=(1 + 0.7 * len(labels), 1 + 0.6 * len(labels)))
+    ax = fig.subplots()
     ax.imshow(cm, cmap="Blues")
     ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
     ax.set_yticks(range(len(labels)), labels)

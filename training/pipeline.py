@@ -4,6 +4,7 @@ import dataclasses
 import sqlite3
 import time
 from collections.abc import Callable
+from contextlib import closing
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -30,7 +31,7 @@ class TrainResult:
 
 
 def import_labelled(paths: Paths) -> dict[str, headlines.AddStats]:
-    with _connect(paths) as con:
+    with closing(_connect(paths)) as con:
         return headlines.import_labelled(con, paths.root / "data" / "labelled" / "sources.csv",
                                          paths.aliases())
 
@@ -38,7 +39,7 @@ def import_labelled(paths: Paths) -> dict[str, headlines.AddStats]:
 def build(paths: Paths, cfg: BuildConfig) -> tuple[DatasetDict, DataCard]:
     if not paths.db.is_file():
         raise FileNotFoundError(f"{paths.db}: no headline table yet; run `manset import` first")
-    with _connect(paths) as con:
+    with closing(_connect(paths)) as con:
         rows = headlines.all_rows(con)
     dd, card = dataset.build(rows, cfg)
     dataset.save(dd, card, paths.built(cfg.task))
