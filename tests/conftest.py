@@ -40,11 +40,9 @@ def mlflow_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return db
 
 
-@pytest.fixture()
-def project(tmp_path: Path, mlflow_template: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def make_project(root: Path, mlflow_template: Path) -> Path:
     """A project folder with the real alias tables, a small real slice of both labelled CSVs
-    (6 classes) and an empty MLflow store."""
-    root = tmp_path / "project"
+    (6 classes, 600 headlines) and an empty MLflow store."""
     (root / "data" / "labelled").mkdir(parents=True)
     for name in ("categories.csv", "category_aliases.csv"):
         shutil.copy(DATA / name, root / "data" / name)
@@ -57,6 +55,11 @@ def project(tmp_path: Path, mlflow_template: Path, monkeypatch: pytest.MonkeyPat
     shutil.copy(DATA / "labelled" / "sources.csv", root / "data" / "labelled" / "sources.csv")
     (root / "mlruns").mkdir()
     shutil.copy(mlflow_template, root / "mlruns" / "mlflow.db")
+    return root
+
+
+@pytest.fixture()
+def project(tmp_path: Path, mlflow_template: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.delenv("MANSET_ROOT", raising=False)
-    return root
+    return make_project(tmp_path / "project", mlflow_template)

@@ -22,7 +22,7 @@ transformers = pytest.importorskip("transformers")
 pytest.importorskip("onnxruntime")
 
 import mlflow  # noqa: E402
-from conftest import DATA, ROOT, write_slice  # noqa: E402
+from conftest import DATA, ROOT, make_project  # noqa: E402
 from mlflow import MlflowClient  # noqa: E402
 from transformers import TrainerCallback  # noqa: E402
 
@@ -81,18 +81,7 @@ def _build(root: Path) -> None:
 def trained(tmp_path_factory: pytest.TempPathFactory, mlflow_template: Path,
             tiny_model: Path) -> Path:
     """The conftest project (6 classes, 600 real headlines), built and fine-tuned once."""
-    root = tmp_path_factory.mktemp("bert") / "project"
-    (root / "data" / "labelled").mkdir(parents=True)
-    for name in ("categories.csv", "category_aliases.csv"):
-        shutil.copy(DATA / name, root / "data" / name)
-    write_slice(HEADLINES, root / "data" / "labelled" / "trthaber_headlines.csv", "section",
-                {"spor": 120, "ekonomi": 120, "saglik": 120, "kultur-sanat": 120})
-    write_slice(DATA / "labelled" / "turkish_headlines.csv",
-                root / "data" / "labelled" / "turkish_headlines.csv", "label",
-                {"Siyaset": 60, "Magazin": 60})
-    shutil.copy(DATA / "labelled" / "sources.csv", root / "data" / "labelled" / "sources.csv")
-    (root / "mlruns").mkdir()
-    shutil.copy(mlflow_template, root / "mlruns" / "mlflow.db")
+    root = make_project(tmp_path_factory.mktemp("bert") / "project", mlflow_template)
     with pytest.MonkeyPatch.context() as mp:
         mp.delenv("MLFLOW_TRACKING_URI", raising=False)
         _quick_speed(mp)

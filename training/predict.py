@@ -72,12 +72,14 @@ class Predictor:
         return p / p.sum(axis=1, keepdims=True)
 
     def predict(self, texts: list[str]) -> list[dict]:
-        """One dict per text: the label and the probability of every label."""
-        proba = self.predict_proba(texts)
-        return [{"label": self.labels[int(row.argmax())],
-                 "probabilities": {lb: round(float(p), 6) for lb, p in zip(self.labels, row,
-                                                                            strict=True)}}
-                for row in proba]
+        return label_rows(self.labels, self.predict_proba(texts))
+
+
+def label_rows(labels: list[str], proba: np.ndarray) -> list[dict]:
+    """One dict per row of probabilities: the label and the probability of every label."""
+    return [{"label": labels[int(row.argmax())],
+             "probabilities": {lb: round(float(p), 6) for lb, p in zip(labels, row, strict=True)}}
+            for row in proba]
 
 
 def load_bundle(folder: Path) -> "Predictor | OnnxPredictor":

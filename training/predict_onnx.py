@@ -14,7 +14,7 @@ import numpy as np
 import onnxruntime as ort
 from tokenizers import Tokenizer
 
-from training.predict import verify
+from training.predict import label_rows, verify
 
 ONNX_FILE = "model.onnx"
 INT8_FILE = "model.int8.onnx"
@@ -75,9 +75,4 @@ class OnnxPredictor:
         return softmax(self.logits(texts))
 
     def predict(self, texts: list[str]) -> list[dict]:
-        """One dict per text: the label and the probability of every label."""
-        proba = self.predict_proba(texts)
-        return [{"label": self.labels[int(row.argmax())],
-                 "probabilities": {lb: round(float(p), 6) for lb, p in zip(self.labels, row,
-                                                                            strict=True)}}
-                for row in proba]
+        return label_rows(self.labels, self.predict_proba(texts))
