@@ -79,6 +79,8 @@ def main() -> None:
     ap.add_argument("--class-weights", action="store_true")
     ap.add_argument("--freeze-embeddings", action="store_true")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--resume", action="store_true",
+                    help="continue an interrupted run from its last checkpoint (same options)")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "out" / "bert")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -86,8 +88,9 @@ def main() -> None:
     if not (src / "card.json").is_file():
         sys.exit(f"{src}: no built dataset; run `.venv/bin/manset build --task category` first")
     root = args.out / "root"
-    shutil.rmtree(root, ignore_errors=True)
-    shutil.copytree(src, root / "data" / "build" / "category")
+    if not args.resume:
+        shutil.rmtree(root, ignore_errors=True)
+        shutil.copytree(src, root / "data" / "build" / "category")
     dd, card = dataset.load(root / "data" / "build" / "category")
     labels = dd["train"].features["label"].names
     texts, y = list(dd["test"]["text"]), np.array(dd["test"]["label"])
@@ -106,7 +109,7 @@ def main() -> None:
                                freeze_embeddings=args.freeze_embeddings)
     print(f"bert {cfg} ...", flush=True)
     start = time.perf_counter()
-    result = bert.train_bert(Paths(root), "category", cfg)
+    result = bert.train_bert(Paths(root), "category", cfg, resume=args.resume)
     assert result is not None
     results["bert"] = {"wall_seconds": time.perf_counter() - start,
                        "run_id": result.run_id, "champion": result.registration.reason,
