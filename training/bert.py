@@ -34,10 +34,10 @@ from transformers import (
     TrainingArguments,
     set_seed,
 )
-from transformers.trainer_utils import get_last_checkpoint
 
 from training import bert_export, dataset, export, tracking
 from training.e5 import E5_NAME
+from training.files import write_text
 from training.pipeline import Trained, TrainResult, finish_run
 from training.predict_onnx import BATCH
 from training.project import Paths, ProjectError
@@ -201,10 +201,19 @@ def checkpoint_dir(paths: Paths, task: str) -> Path:
     return paths.root / "checkpoints" / task / "bert"
 
 
-def _checkpoint(folder: Path, stamp: dict, resume: bool, state: PartialState) -> str | None:
-    """The checkpoint to resume from; a fresh run clears the folder of an older run's."""
+def _last_complete(folder: Path) -> str | None:
+    """The newest checkpoint the Trainer finished writing: it writes trainer_state.json last, so
+    a run killed in the middle of a save leaves a folder without it, which is passed over."""
+    done = [p for p in folder.glob("checkpoint-*") if (p / "trainer_state.json").is_file()]
+    return str(max(done, key=lambda p: int(p.name.split("-")[-1]))) if done else None
+
+
+def _checkpoint(folder: Path, stamp: dict, resume: bool,
+                state: PartialState) -> tuple[str | None, str | None]:
+    """The checkpoint to resume from and the MLflow run that made it; a fresh run clears the
+    folder of an older run's."""
     if resume:
-        last = get_last_checkpoint(str(folder)) if folder.is_dir() else None
+        last = _last_complete(folder) if folder.is_dir() else None
         if last is None:
             raise ProjectError(f"{folder}: no checkpoint to resume from; train without --resume")
         saved = json.loads((folder / STAMP_FILE).read_text())
@@ -216,13 +225,12 @@ def _checkpoint(folder: Path, stamp: dict, resume: bool, state: PartialState) ->
             raise ProjectError(f"{folder}: the checkpoints were made with other settings "
                                f"({', '.join(changed)}); resume with the same options, or train "
                                "without --resume")
-        return last
+        return last, saved.get("run_id")
     if state.is_main_process:
         shutil.rmtree(folder, ignore_errors=True)
-        folder.mkdir(parents=True)
-        (folder / STAMP_FILE).write_text(json.dumps(stamp, indent=1))
+        write_text(folder / STAMP_FILE, json.dumps(stamp, indent=1))
     state.wait_for_everyone()
-    return None
+    return None, None
 
 
 def _arguments(cfg: BertTrainConfig, out: Path) -> TrainingArguments:
@@ -273,8 +281,8 @@ def train_bert(paths: Paths, task: str, cfg: BertTrainConfig, resume: bool = Fal
     lengths = np.array([len(x) for x in tokenizer(list(dd["train"]["text"]))["input_ids"]])
     max_length = cfg.max_length or choose_max_length(lengths, cfg.max_length_cap)
     folder = checkpoint_dir(paths, task)
-    last = _checkpoint(folder, {"config": cfg.params(), "dataset_fingerprint": card.fingerprint},
-                       resume, state)
+    stamp = {"config": cfg.params(), "dataset_fingerprint": card.fingerprint}
+    last, interrupted_run = _checkpoint(folder, stamp, resume, state)
     set_seed(cfg.seed)  # the classifier head's initial weights
     model = from_pretrained(
         cfg.model, source, AutoModelForSequenceClassification.from_pretrained,
@@ -301,17 +309,19 @@ def train_bert(paths: Paths, task: str, cfg: BertTrainConfig, resume: bool = Fal
     with opened as run_id:
         if state.is_main_process:
             tracking.log_dataset(dd, card.fingerprint, task, str(paths.built(task)))
+            # the run the checkpoints belong to, so that a resumed run can close it
+            write_text(folder / STAMP_FILE, json.dumps({**stamp, "run_id": run_id}, indent=1))
+            if interrupted_run:
+                tracking.close_interrupted(interrupted_run, run_id)
         start = time.perf_counter()
         trainer.train(resume_from_checkpoint=last)
         train_seconds = time.perf_counter() - start
         if not trainer.is_world_process_zero():
             return None
-        if trainer.state.best_metric is not None:  # the shipped (best) model ends the curve
-            tracking.log_curve("validation_macro_f1", trainer.state.best_metric,
-                               trainer.state.global_step)
         result = _ship(paths, task, cfg, run_id, dd, card, trainer.model, tokenizer, max_length,
                        {"train_seconds": train_seconds, "token_length_p50": p50,
-                        "token_length_p99": p99, "max_length": float(max_length)}, source)
+                        "token_length_p99": p99, "max_length": float(max_length)}, source,
+                       trainer.state.global_step)
     if result.registration.champion_moved:
         export.write_champion(paths.root / "models" / task, "bert", run_id)
     shutil.rmtree(folder, ignore_errors=True)  # the bundle holds the model now
@@ -320,7 +330,7 @@ def train_bert(paths: Paths, task: str, cfg: BertTrainConfig, resume: bool = Fal
 
 def _ship(paths: Paths, task: str, cfg: BertTrainConfig, run_id: str, dd: DatasetDict,
           card: dataset.DataCard, model: Any, tokenizer: Any, max_length: int,
-          metrics: dict[str, float], source: str) -> TrainResult:
+          metrics: dict[str, float], source: str, step: int) -> TrainResult:
     texts, y = list(dd["test"]["text"]), np.array(dd["test"]["label"])
     labels = dd["train"].features["label"].names
     prepared = bert_export.prepare(model, tokenizer, max_length,
@@ -331,4 +341,5 @@ def _ship(paths: Paths, task: str, cfg: BertTrainConfig, run_id: str, dd: Datase
     return finish_run(paths, Trained(
         task, "bert", run_id, dd, card, proba, config,
         write=lambda folder, info: bert_export.write(folder, prepared, info),
-        requirements=export.requirements_bert(), metrics={**metrics, **prepared.metrics}))
+        requirements=export.requirements_bert(), metrics={**metrics, **prepared.metrics},
+        step=step))

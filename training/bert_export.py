@@ -24,6 +24,7 @@ from training.predict_onnx import (
     TOKENIZER_FILE,
     OnnxPredictor,
     length_order,
+    session,
 )
 
 OPSET = 17  # LayerNormalization is a single op from 17; every onnxruntime since 1.14 runs it
@@ -137,19 +138,24 @@ def prepare(model: torch.nn.Module, tokenizer: object, max_length: int, work: Pa
 
 
 def quantize(fp32: Path, out: Path, config: Any) -> None:
-    """Dynamic int8 of the fused graph: onnxruntime's BERT optimizer first merges each layer's
-    attention into one Attention op (quantised as QAttention) and fuses LayerNorm and GELU.
-    On e5-small that keeps int8 within 0.5 point test macro-F1 (0.9000 against 0.9041) where
-    quantising the plain graph lost 0.9-1.3 points, and runs 10-20% faster (benchmarks/BERT.md).
-    """
+    """Dynamic int8 of the graph with fused attention: onnxruntime's BERT optimizer merges each
+    layer's attention into one Attention op (quantised as QAttention), so the activation x
+    activation products (Q.K, scores.V) stay fp32. On e5-small that keeps int8 within 0.5 point
+    test macro-F1 where quantising the plain graph lost 0.9-1.3 points. The optimizer's
+    SkipLayerNorm and BiasGelu fusions are left out: they made the int8 model slower on 2 cores
+    (benchmarks/BERT.md)."""
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
+    from onnxruntime.transformers.fusion_options import FusionOptions
     from onnxruntime.transformers.optimizer import optimize_model
 
     fused = out.with_name("fused.onnx")
+    options = FusionOptions("bert")
+    options.enable_skip_layer_norm = options.enable_bias_gelu = False
     try:
         optimize_model(str(fp32), model_type="bert", num_heads=config.num_attention_heads,
-                       hidden_size=config.hidden_size).save_model_to_file(str(fused))
+                       hidden_size=config.hidden_size, optimization_options=options
+                       ).save_model_to_file(str(fused))
     except Exception:  # a graph the optimizer does not know: quantise it as it is
         shutil.copy2(fp32, fused)
     # DefaultTensorType: the fused ops are not in ONNX's shape inference, so outputs of theirs
@@ -161,12 +167,10 @@ def quantize(fp32: Path, out: Path, config: Any) -> None:
 
 def _unverified(work: Path, name: str, labels: list[str]) -> OnnxPredictor:
     """A predictor over the work folder, which has no manifest yet."""
-    import onnxruntime as ort
     from tokenizers import Tokenizer
 
-    return OnnxPredictor(labels=labels, session=ort.InferenceSession(
-        str(work / name), providers=["CPUExecutionProvider"]),
-        tokenizer=Tokenizer.from_file(str(work / TOKENIZER_FILE)))
+    return OnnxPredictor(labels=labels, session=session(work / name),
+                         tokenizer=Tokenizer.from_file(str(work / TOKENIZER_FILE)))
 
 
 def write(folder: Path, prepared: Prepared, info: export.BundleInfo) -> None:

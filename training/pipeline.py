@@ -85,6 +85,8 @@ class Trained:
     write: Callable[[Path, export.BundleInfo], None]  # writes the bundle into a folder
     requirements: list[str]  # pip requirements of the pyfunc
     metrics: dict[str, float]  # e.g. train_seconds
+    step: int = 0  # the final metrics are logged at this step: BERT's last training step, so
+    #                they end its validation curves rather than start them at step 0
 
 
 def finish_run(paths: Paths, t: Trained) -> TrainResult:
@@ -109,7 +111,8 @@ def finish_run(paths: Paths, t: Trained) -> TrainResult:
                                f"{int((shipped != t.proba(x_test).argmax(1)).sum())} test rows")
         metrics |= evaluation.speed(predictor.predict_proba, x_test)
         export.finish(folder, dataclasses.replace(info, metrics=metrics))  # card with speed
-        tracking.log_evaluation(metrics, ev.report, ev.confusion, ev.worst, t.card.markdown())
+        tracking.log_evaluation(metrics, ev.report, ev.confusion, ev.worst, t.card.markdown(),
+                                t.step)
         example = x_test[:3]
         tracking.log_model(folder, t.task, example, output_frame(predictor, example),
                            t.requirements)

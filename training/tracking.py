@@ -3,7 +3,6 @@ what MLflow itself loads)."""
 
 import os
 import subprocess
-import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -88,6 +87,19 @@ def run(task: str, model: str, root: Path, params: dict[str, object]) -> Iterato
         yield active.info.run_id
 
 
+def close_interrupted(run_id: str, resumed_by: str) -> None:
+    """A killed training process leaves its run RUNNING: mark it KILLED, pointing at the run
+    that resumed its checkpoints."""
+    client = MlflowClient()
+    try:
+        status = client.get_run(run_id).info.status
+    except mlflow.exceptions.MlflowException:
+        return  # another store, or the run was deleted: nothing to close
+    if status == "RUNNING":
+        client.set_tag(run_id, "manset.resumed_by", resumed_by)
+        client.set_terminated(run_id, "KILLED")
+
+
 def log_dataset(dd: DatasetDict, fingerprint: str, task: str, source: str) -> None:
     for split, context in (("train", "training"), ("validation", "validation"),
                            ("test", "testing")):
@@ -98,8 +110,8 @@ def log_dataset(dd: DatasetDict, fingerprint: str, task: str, source: str) -> No
 
 
 def log_evaluation(metrics: dict[str, float], report: str, confusion: object,
-                   worst: list[dict], data_card: str) -> None:
-    mlflow.log_metrics(metrics)
+                   worst: list[dict], data_card: str, step: int = 0) -> None:
+    mlflow.log_metrics(metrics, step=step)
     mlflow.log_text(report, "evaluation/classification_report.txt")
     mlflow.log_figure(confusion, "evaluation/confusion_matrix.png")
     mlflow.log_table(pd.DataFrame(worst, columns=["text", "true", "predicted", "confidence"]),
@@ -114,14 +126,11 @@ def log_curve(name: str, value: float, step: int) -> None:
 def log_model(bundle: Path, task: str, example: list[str], output: pd.DataFrame,
               requirements: list[str]) -> str:
     """Log the bundle as a pyfunc (model from code) and register it; returns the model URI."""
-    with warnings.catch_warnings():  # MLflow nags about type hints we leave out on purpose
-        warnings.simplefilter("ignore", UserWarning)
-        info = mlflow.pyfunc.log_model(
-            name="model", python_model=str(PYFUNC_FILE), artifacts={"bundle": str(bundle)},
-            code_paths=[str(PYFUNC_FILE.parent)], pip_requirements=requirements,
-            signature=infer_signature(pd.DataFrame({"text": example}), output),
-            input_example=pd.DataFrame({"text": example}),
-            registered_model_name=model_name(task))
+    info = mlflow.pyfunc.log_model(
+        name="model", python_model=str(PYFUNC_FILE), artifacts={"bundle": str(bundle)},
+        code_paths=[str(PYFUNC_FILE.parent)], pip_requirements=requirements,
+        signature=infer_signature(pd.DataFrame({"text": example}), output),
+        input_example=pd.DataFrame({"text": example}), registered_model_name=model_name(task))
     return info.model_uri
 
 
