@@ -183,6 +183,12 @@ def test_predict_cli_and_pyfunc_use_the_champion(trained: Path, capsys) -> None:
     default = json.loads(capsys.readouterr().out)
     assert main(["predict", *root, "--model", "bert", "Galatasaray derbide 3-1 kazandı"]) == 0
     assert json.loads(capsys.readouterr().out) == default
+    kept = "model.int8.onnx" in verify(trained / "models" / "category" / "bert")["files"]
+    assert main(["predict", *root, "--int8", "Galatasaray derbide 3-1 kazandı"]) == (0 if kept
+                                                                                   else 1)
+    out, err = capsys.readouterr()
+    assert set(json.loads(out)["probabilities"]) == set(default["probabilities"]) if kept \
+        else "only when it loses at most 0.5 point" in err
     assert main(["predict", *root, "--model", "tfidf", "Borsa güne yükselişle başladı"]) == 1
     assert "not a manset bundle" in capsys.readouterr().err
     import pandas as pd

@@ -158,3 +158,8 @@ def test_one_class_task_and_missing_table_fail_cleanly(project, capsys):
     assert main(["import", "--root", str(project)]) == 0
     assert main(["build", "--root", str(project), "--min-count", "61"]) == 1
     assert "has 0 class(es)" in capsys.readouterr().err
+
+
+def test_int8_is_refused_for_a_tfidf_bundle(trained, capsys):
+    assert main(["predict", "--root", str(trained), "--int8", "Borsa güne yükselişle başladı"]) == 1
+    assert "int8 applies to BERT bundles" in capsys.readouterr().err

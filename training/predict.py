@@ -82,11 +82,14 @@ def label_rows(labels: list[str], proba: np.ndarray) -> list[dict]:
             for row in proba]
 
 
-def load_bundle(folder: Path) -> "Predictor | OnnxPredictor":
-    """Any exported bundle, by the model family its manifest names (each loader verifies it)."""
+def load_bundle(folder: Path, int8: bool = False) -> "Predictor | OnnxPredictor":
+    """Any exported bundle, by the model family its manifest names (each loader verifies it).
+    int8 picks a BERT bundle's quantised model."""
     manifest = folder / "manifest.json"
     if manifest.is_file() and json.loads(manifest.read_text()).get("model") == "bert":
         from training.predict_onnx import OnnxPredictor  # onnxruntime only for BERT bundles
 
-        return OnnxPredictor.load(folder)
+        return OnnxPredictor.load(folder, int8=int8)
+    if int8:
+        raise ValueError(f"{folder}: int8 applies to BERT bundles; this one is TF-IDF")
     return Predictor.load(folder)
