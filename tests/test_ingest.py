@@ -22,11 +22,11 @@ from training.ingest import (
     iter_files,
     parse_file,
     parse_lines,
-    parse_meta,
     preview,
     site_aliases,
 )
 from training.ingest_html import decode, load_profiles, parse_html
+from training.stamps import parse_meta
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGES = ROOT / "data" / "pages"

@@ -11,55 +11,22 @@ import re
 import sqlite3
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta
+from datetime import datetime
 from pathlib import Path
 
 from training.headlines import Aliases, Headline, add
 from training.ingest_html import Item, Profile, decode, load_profiles, match_profile, parse_html
+from training.stamps import base_time, parse_meta, parse_stamp, resolve
 from training.text import dedup_key, headline_id, label_key, nfc
 
 MAX_PAGE_BYTES = 20 * 2**20  # the largest real page we know is ~2 MB; 20 MB is a dump, not a page
 SUFFIXES = {".txt", ".html", ".htm"}
 _LEAD_WITHIN = 4  # the lead story's meta line follows its title and at most a few lead paragraphs
 _MAX_HEADLINE = 160  # longer lines are paragraphs (the seed's lead summary is 196 characters)
-_SEP = re.compile(r"\s+[-–—|•·]\s+")
-_MONTHS = "ocak subat mart nisan mayis haziran temmuz agustos eylul ekim kasim aralik".split()
-_WEEKDAY = r"(?: (?:pazartesi|sali|carsamba|persembe|cuma|cumartesi|pazar))?"
-_CLOCK = r"(\d{1,2})[:.](\d{2})(?:[:.](\d{2}))?"
-_ISO = re.compile(
-    r"\d{4}-\d{2}-\d{2}(?:[t ]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:z|[+-]\d{2}:?\d{2})?)?")
-_DMY = re.compile(rf"(\d{{1,2}})[./](\d{{1,2}})[./](\d{{4}})(?: (?:saat )?{_CLOCK})?")
-_NAMED = re.compile(
-    rf"(\d{{1,2}}) ({'|'.join(_MONTHS)}) (\d{{4}}){_WEEKDAY}(?: (?:saat )?{_CLOCK})?")
-_DAY_CLOCK = re.compile(r"(?:(dun|bugun) )?(?:saat )?(\d{1,2}):(\d{2})")
-_AGO = re.compile(r"(\d+|bir) (saniye|sn|dakika|dk|saat|sa|gun|hafta) once|az once|simdi")
-# Stamps are digits and a few Turkish words; folding them is cheaper than text.ascii_fold.
-_FOLD = str.maketrans("ÇĞIİÖŞÜçğıöşüÂâÎîÛû", "cgiiosucgiosuaaiiuu")
-_WORDY = re.compile(r"nce|NCE|mdi|MD[İI]")  # "az önce", "şimdi": stamps without a digit
-_UNITS = {"saniye": "seconds", "sn": "seconds", "dakika": "minutes", "dk": "minutes",
-          "saat": "hours", "sa": "hours", "gun": "days", "hafta": "weeks"}
 _BLOCK_TITLES = {"haftanin one cikanlari", "ilgili haberler", "gunun mansetleri", "son dakika",
                  "cok okunanlar", "en cok okunanlar", "diger haberler", "son haberler",
                  "one cikanlar", "editorun secimi", "benzer haberler", "mansetler"}
 _CONNECTIVES = {"ve", "ile", "da", "de", "ki", "en", "için", "bu"}
-
-
-@dataclass(frozen=True)
-class Stamp:
-    """A time stamp as written: absolute, a clock time on the page's day (or the day before), or an
-    age ("2 saat önce"). The last two need the page time."""
-
-    when: datetime | None = None
-    date_only: bool = False
-    clock: time | None = None
-    days_back: int = 0
-    ago: timedelta | None = None
-
-
-@dataclass(frozen=True)
-class Meta:
-    stamp: str
-    section: str | None
 
 
 @dataclass
@@ -72,50 +39,6 @@ class FileReport:
     skipped: int = 0
     error: str | None = None
     unknown_labels: dict[str, int] = field(default_factory=dict)  # kept raw, reported, not mapped
-
-
-def parse_stamp(text: str) -> Stamp | None:
-    if len(text) > 48 or not (any(c.isdigit() for c in text) or _WORDY.search(text)):
-        return None  # the longest form, "31 Ağustos 2025 Çarşamba saat 23:59:59", is 38
-    s = " ".join(_SEP.sub(" ", nfc(text).translate(_FOLD).lower()).replace(",", " ").split())
-    try:
-        if _ISO.fullmatch(s):
-            when = datetime.fromisoformat(s.upper().replace(" ", "T"))
-            return Stamp(when, date_only=len(s) == 10)
-        if m := _DMY.fullmatch(s) or _NAMED.fullmatch(s):
-            d, mo, y, hh, mm, ss = m.groups()
-            month = int(mo) if mo.isdigit() else _MONTHS.index(mo) + 1
-            return Stamp(datetime(int(y), month, int(d), int(hh or 0), int(mm or 0), int(ss or 0)),
-                         date_only=hh is None)
-        if m := _DAY_CLOCK.fullmatch(s):
-            return Stamp(clock=time(int(m[2]), int(m[3])), days_back=int(m[1] == "dun"))
-    except ValueError:
-        return None  # 31.02.2025 or 25:70: digits shaped like a date, but not one
-    if m := _AGO.fullmatch(s):
-        n = 0 if m[1] is None else 1 if m[1] == "bir" else int(m[1])
-        return Stamp(ago=timedelta(**{_UNITS[m[2]]: n}) if m[2] else timedelta(0))
-    return None
-
-
-def parse_meta(line: str) -> Meta | None:
-    """'18:17 - Dünya', 'Dünya - 2 saat önce', '9 Kasım 2025 18:17 - Spor' or a bare stamp."""
-    if len(line) > 100:
-        return None  # a paragraph
-    if parse_stamp(line):
-        return Meta(line, None)
-    for sep in _SEP.finditer(line):
-        left, right = line[: sep.start()], line[sep.end():]
-        if _section_like(right) and parse_stamp(left):
-            return Meta(left, right)
-        if _section_like(left) and parse_stamp(right):
-            return Meta(right, left)
-    return None
-
-
-def _section_like(s: str) -> bool:
-    words = [w for w in s.split() if w not in "-–—&"]
-    return (0 < len(words) <= 4 and len(s) <= 40 and s[0].isalpha()
-            and not any(c.isdigit() for c in s) and s[-1] not in ".!?:,;…\"'")
 
 
 def _headline_like(s: str) -> bool:
@@ -183,14 +106,14 @@ def _parse(path: Path, page_time: datetime | None) -> tuple[list[Headline], int]
     kept = [_with_meta(i) for i in items]
     skipped += sum(i.section is None for i in kept)
     stamps = [parse_stamp(i.stamp) if i.stamp else None for i in kept if i.section]
-    base, basis = _page_time(page_time, stamps, path)
+    base, basis = base_time(page_time, stamps, path)
     rows, seen = [], set()
     for item, stamp in zip([i for i in kept if i.section], stamps, strict=True):
         key = (dedup_key(item.text), label_key(item.section or ""))
         if key in seen:
             continue  # the same headline in two blocks of one page is one headline seen
         seen.add(key)
-        when, how = _resolve(stamp, base, basis) if stamp else (None, None)
+        when, how = resolve(stamp, base, basis) if stamp else (None, None)
         rows.append(Headline(text=item.text, category_raw=item.section or "", source=source,
                              block=item.block, published_at=when, time_basis=how,
                              truncated=item.text.endswith(("…", "...", ",")), page=str(path)))
@@ -206,32 +129,6 @@ def _with_meta(item: Item) -> Item:
             section, stamp = item.section or meta.section, item.stamp or meta.stamp
             return Item(item.text, section, stamp, item.block)
     return item
-
-
-def _page_time(given: datetime | None, stamps: list[Stamp | None], path: Path
-               ) -> tuple[datetime | None, str | None]:
-    if given is not None:
-        return given, "given"
-    absolute = [s.when for s in stamps if s and s.when]
-    if absolute:
-        return max(absolute, key=lambda d: d.replace(tzinfo=None)), "newest-stamp"
-    if any(s and not s.when for s in stamps):  # only pages that need it pay for the stat
-        mtime = datetime.fromtimestamp(path.stat().st_mtime)
-        return mtime.replace(second=0, microsecond=0), "file-mtime"
-    return None, None
-
-
-def _resolve(s: Stamp, base: datetime | None, basis: str | None) -> tuple[str | None, str | None]:
-    if s.when:
-        when = s.when.date().isoformat() if s.date_only else s.when.isoformat(timespec="seconds")
-        return when, "absolute"
-    if base is None:
-        return None, None
-    if s.clock:
-        day: date = base.date() - timedelta(days=s.days_back)
-        at = datetime.combine(day, s.clock, tzinfo=base.tzinfo)
-        return at.isoformat(timespec="seconds"), basis
-    return (base - (s.ago or timedelta(0))).isoformat(timespec="seconds"), basis
 
 
 def _file_source(path: Path, text: str) -> str:
