@@ -105,7 +105,7 @@ def main() -> None:
     ap.add_argument("--learning-rate", type=float, default=1e-4)
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--train-rows", type=int, default=None, help="subsample the training split")
-    ap.add_argument("--class-weights", action="store_true")
+    ap.add_argument("--class-weights", action=argparse.BooleanOptionalAction, default=True)
     ap.add_argument("--freeze-embeddings", action="store_true")
     ap.add_argument("--seed", type=int, default=13, help="the head's initial weights, the batches")
     ap.add_argument("--threads", type=int, default=2)

@@ -132,7 +132,8 @@ def train_bert(
     max_length: Annotated[str, typer.Option(
         help="Tokens, or auto: p99 of the training set rounded up to 8, at most 128.")] = "auto",
     class_weights: Annotated[bool, typer.Option(
-        "--class-weights", help="Weigh the loss so that every class counts the same.")] = False,
+        "--class-weights/--no-class-weights",
+        help="Weigh the loss so that every class counts the same, as the baseline does.")] = True,
     freeze_embeddings: Annotated[bool, typer.Option(
         "--freeze-embeddings", help="Keep the word embeddings fixed (2x faster steps on CPU for "
                                     "large vocabularies such as e5's).")] = False,

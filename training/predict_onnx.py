@@ -32,8 +32,8 @@ def session(path: Path, threads: int = 0) -> Any:
     """An onnxruntime CPU session; threads=0 lets onnxruntime use every physical core.
 
     The runtime's SkipLayerNormFusion is turned off: on the int8 graph its fused op ran slower
-    than the Add + LayerNormalization it replaces (the int8 model went from 195 to 237
-    headlines/s on 2 cores; benchmarks/BERT.md), and the fp32 graph is not affected."""
+    than the Add + LayerNormalization it replaces (benchmarks/BERT.md, int8_bench.py); the fp32
+    graph is not affected."""
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = threads
     return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"],
