@@ -140,10 +140,10 @@ def prepare(model: torch.nn.Module, tokenizer: object, max_length: int, work: Pa
 def quantize(fp32: Path, out: Path, config: Any) -> None:
     """Dynamic int8 of the graph with fused attention: onnxruntime's BERT optimizer merges each
     layer's attention into one Attention op (quantised as QAttention), so the activation x
-    activation products (Q.K, scores.V) stay fp32. On e5-small that keeps int8 within 0.5 point
-    test macro-F1 where quantising the plain graph lost 0.9-1.3 points. The optimizer's
-    SkipLayerNorm and BiasGelu fusions are left out: they made the int8 model slower on 2 cores
-    (benchmarks/BERT.md)."""
+    activation products (Q.K, scores.V) stay fp32. On e5-small that kept int8 within 0.5 point
+    test macro-F1 where quantising the plain graph lost up to 0.9 point. The optimizer's
+    SkipLayerNorm and BiasGelu fusions are left out: the int8 model ran no faster, or slower,
+    with them on 2 cores (benchmarks/BERT.md)."""
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
     from onnxruntime.transformers.fusion_options import FusionOptions
