@@ -29,6 +29,7 @@ sys.path.insert(0, str(ROOT))
 
 from training import baseline, bert, bert_export, dataset, evaluation  # noqa: E402
 from training.e5 import E5_NAME  # noqa: E402
+from training.files import write_text  # noqa: E402
 from training.predict_onnx import INT8_FILE, OnnxPredictor, session  # noqa: E402
 from training.project import Paths  # noqa: E402
 
@@ -98,6 +99,12 @@ def curves(root: Path, run_id: str) -> dict[str, list[tuple[int, float]]]:
             for name in ("validation_macro_f1", "validation_loss", "train_loss")}
 
 
+def save(out: Path, results: dict) -> None:
+    text = json.dumps(results, indent=1, ensure_ascii=False)
+    write_text(out / "results.json", text)
+    print(text)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", default=E5_NAME)
@@ -131,9 +138,7 @@ def main() -> None:
         results = json.loads((args.out / "results.json").read_text())
         results["predict"] = measure_bundle(root / "models" / "category" / "bert", texts, y,
                                             labels, args)
-        (args.out / "results.json").write_text(json.dumps(results, indent=1,
-                                                          ensure_ascii=False))
-        print(json.dumps(results["predict"], indent=1))
+        save(args.out, results)
         return
     results: dict = {"dataset_fingerprint": card.fingerprint, "test_rows": len(texts),
                      "train_rows": len(dd["train"]), "args": {k: str(v) for k, v in
@@ -160,9 +165,7 @@ def main() -> None:
     print(json.dumps(results["bert"]), flush=True)
 
     results["predict"] = measure_bundle(result.bundle, texts, y, labels, args)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "results.json").write_text(json.dumps(results, indent=1, ensure_ascii=False))
-    print(json.dumps(results, indent=1, ensure_ascii=False))
+    save(args.out, results)
 
 
 if __name__ == "__main__":

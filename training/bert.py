@@ -228,9 +228,8 @@ def _checkpoint(folder: Path, stamp: dict, resume: bool,
                                f"({', '.join(changed)}); resume with the same options, or train "
                                "without --resume")
         return last, saved.get("run_id")
-    if state.is_main_process:
+    if state.is_main_process:  # train_bert writes the stamp once the MLflow run is open
         shutil.rmtree(folder, ignore_errors=True)
-        write_text(folder / STAMP_FILE, json.dumps(stamp, indent=1))
     state.wait_for_everyone()
     return None, None
 
@@ -311,7 +310,8 @@ def train_bert(paths: Paths, task: str, cfg: BertTrainConfig, resume: bool = Fal
     with opened as run_id:
         if state.is_main_process:
             tracking.log_dataset(dd, card.fingerprint, task, str(paths.built(task)))
-            # the run the checkpoints belong to, so that a resumed run can close it
+            # the settings, data and run the checkpoints belong to: --resume checks the first two
+            # and closes the third
             write_text(folder / STAMP_FILE, json.dumps({**stamp, "run_id": run_id}, indent=1))
             if interrupted_run:
                 tracking.close_interrupted(interrupted_run, run_id)
