@@ -258,7 +258,7 @@ def _tokenized(dd: DatasetDict, tokenizer: Any, max_length: int) -> DatasetDict:
     # keep_in_memory: map would otherwise write cache files into the built dataset's folder
     out = DatasetDict({s: dd[s].map(
         lambda b: tokenizer(b["text"], truncation=True, max_length=max_length), batched=True,
-        keep_in_memory=True, remove_columns=["id", "text", "source", "group"],
+        keep_in_memory=True, remove_columns=[c for c in dd[s].column_names if c != "label"],
     ).rename_column("label", "labels") for s in ("train", "validation")})
     # validation in length order: its batches pad less, and the order does not change a metric
     val = out["validation"]

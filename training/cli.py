@@ -26,8 +26,18 @@ err = Console(stderr=True)
 
 RootOpt = Annotated[Path, typer.Option(help="Project folder (data/, models/, mlruns/).",
                                        envvar="MANSET_ROOT")]
-TaskOpt = Annotated[str, typer.Option(help="category or topic.")]
-TASKS = ("category", "topic")
+
+
+def _known_task(name: str) -> str:
+    from training import tasks
+
+    try:
+        return tasks.get(name).name
+    except ValueError as e:
+        raise typer.BadParameter(str(e)) from e
+
+
+TaskOpt = Annotated[str, typer.Option(help="category or topic.", callback=_known_task)]
 
 
 def _paths(root: Path) -> Paths:
@@ -36,13 +46,31 @@ def _paths(root: Path) -> Paths:
 
 @app.command("import")
 def import_cmd(root: RootOpt = Path(".")) -> None:
-    """Import the labelled CSVs listed in data/labelled/sources.csv into the headline table."""
+    """Import the labelled CSVs listed in data/labelled/sources.csv, the pages under data/pages
+    and the gold labels under data/annotations into the headline table."""
+    _import_all(_paths(root), verbose=True)
+
+
+def _import_all(paths: Paths, verbose: bool) -> None:
+    """CSVs, then pages, then gold labels: a gold label names a headline already stored."""
     from training import pipeline
 
-    for name, st in pipeline.import_labelled(_paths(root)).items():
-        err.print(f"{name}: {st.found} rows, {st.new} new, {st.duplicates} already there")
-        if st.unknown_labels:
-            err.print(f"[yellow]  labels not in the alias table: {st.unknown_labels}")
+    with err.status("importing labelled headlines"):
+        for name, st in pipeline.import_labelled(paths).items():
+            if verbose:
+                err.print(f"{name}: {st.found} rows, {st.new} new, {st.duplicates} already there")
+            if st.unknown_labels:
+                err.print(f"[yellow]{name}: labels not in the alias table: {st.unknown_labels}")
+    pages = paths.data / "pages"
+    if pages.is_dir():
+        from training import ingest as ing
+
+        for r in ing.ingest(headlines_db(paths), [pages], paths.aliases()):
+            if r.error:
+                err.print(f"[yellow]page skipped: {r.error}")
+    for task, n in pipeline.import_gold(paths).items():
+        if verbose:
+            err.print(f"{task}: {n} gold labels")
 
 
 @app.command()
@@ -97,7 +125,9 @@ def _ingest_report(reports: Iterable) -> int:
 @app.command()
 def build(task: TaskOpt = "category", root: RootOpt = Path("."),
           seed: Annotated[int, typer.Option(help="Split seed.")] = 13,
-          min_count: Annotated[int, typer.Option(help="Drop smaller classes.")] = 30) -> None:
+          min_count: Annotated[int | None, typer.Option(
+              help="Drop smaller classes (counting gold rows where the task has them) "
+                   "[default: 30 for category, 20 for topic].")] = None) -> None:
     """Build the dataset of a task: dedupe, group near-duplicates, split, fingerprint."""
     from training import pipeline
     from training.dataset import BuildConfig
@@ -167,16 +197,10 @@ def run(root: RootOpt = Path(".")) -> None:
     from training import pipeline
     from training.dataset import BuildConfig
 
-    paths = _paths(root)
-    with err.status("importing labelled headlines"):
-        pipeline.import_labelled(paths)
-    pages = paths.root / "data" / "pages"
-    if pages.is_dir():
-        from training import ingest as ing
+    from training.tasks import TASKS
 
-        bad = [r for r in ing.ingest(headlines_db(paths), [pages], paths.aliases()) if r.error]
-        for r in bad:
-            err.print(f"[yellow]page skipped: {r.error}")
+    paths = _paths(root)
+    _import_all(paths, verbose=False)
     results = []
     for task in TASKS:
         with err.status(f"building the {task} dataset"):
@@ -219,7 +243,8 @@ def _summary(results: list) -> None:
 @app.command()
 def predict(
     texts: Annotated[list[str] | None, typer.Argument(help="Headlines to classify.")] = None,
-    task: TaskOpt = "category",
+    task: Annotated[str, typer.Option(
+        help="category, topic, or all (both, one line per headline).")] = "category",
     model: Annotated[str | None, typer.Option(
         help="Which bundle: tfidf or bert [default: the task's champion].")] = None,
     input: Annotated[Path | None, typer.Option(
@@ -228,10 +253,12 @@ def predict(
         "--int8", help="A BERT bundle's int8 model: faster, within 0.5 point macro-F1.")] = False,
     root: RootOpt = Path("."),
 ) -> None:
-    """Classify headlines with an exported bundle; prints JSON lines."""
+    """Classify headlines with exported bundles; prints JSON lines."""
     from training.export import default_model
     from training.predict import load_bundle
+    from training.tasks import TASKS
 
+    names = list(TASKS) if task == "all" else [_known_task(task)]
     items = list(texts or [])
     if input is not None:
         items += read_headlines(input)
@@ -241,10 +268,46 @@ def predict(
         if not t.strip():
             raise ValueError(f"headline {i} is empty")
     paths = _paths(root)
-    model = model or default_model(paths.root / "models" / task)
-    predictor = load_bundle(paths.bundle(task, model), int8=int8)
-    for t, out in zip(items, predictor.predict(items), strict=True):
-        sys.stdout.write(json.dumps({"text": t, **out}, ensure_ascii=False) + "\n")
+    outputs = {}
+    for name in names:
+        chosen = model or default_model(paths.root / "models" / name)
+        outputs[name] = load_bundle(paths.bundle(name, chosen), int8=int8).predict(items)
+    for i, t in enumerate(items):
+        line = ({"text": t, **{n: outputs[n][i] for n in names}} if task == "all"
+                else {"text": t, **outputs[names[0]][i]})
+        sys.stdout.write(json.dumps(line, ensure_ascii=False) + "\n")
+
+
+@app.command("annotate")
+def annotate_cmd(
+    task: Annotated[str, typer.Option(help="The task to annotate.", callback=_known_task)
+                    ] = "topic",
+    annotator: Annotated[str, typer.Option(help="Your name, recorded with every label.",
+                                           envvar="USER")] = "annotator",
+    seed: Annotated[int, typer.Option(help="Seed of the sampling order.")] = 13,
+    export_label_studio: Annotated[Path | None, typer.Option(
+        help="Write tasks.json (gold rows as annotations, then --limit headlines to label) and "
+             "config.xml (the labelling interface) into this folder, and stop.")] = None,
+    import_label_studio: Annotated[Path | None, typer.Option(
+        help="Merge a Label Studio JSON export into the gold file, and stop.")] = None,
+    limit: Annotated[int, typer.Option(help="Headlines to export for labelling.")] = 200,
+    root: RootOpt = Path("."),
+) -> None:
+    """Label headlines one key at a time (sampling rule: training/sampling.py), or exchange
+    tasks with Label Studio. Every answer is saved at once; a new session resumes."""
+    from training import annotate, annotation_io
+
+    paths = _paths(root)
+    session = annotation_io.open_session(paths, task, annotator, seed)
+    if import_label_studio is not None:
+        added, kept = annotation_io.import_label_studio(session, import_label_studio)
+        err.print(f"{added} labels added to {session.gold_path}; {kept} headlines already "
+                  "labelled there were left as they were")
+    elif export_label_studio is not None:
+        n = annotation_io.export_label_studio(session, export_label_studio, limit)
+        err.print(f"{export_label_studio}: tasks.json ({n} tasks) and config.xml")
+    else:
+        annotate.annotate(session)
 
 
 def read_headlines(path: Path) -> list[str]:

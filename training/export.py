@@ -2,7 +2,7 @@
 
 import json
 import platform
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
@@ -10,8 +10,9 @@ from pathlib import Path
 import numpy as np
 from safetensors.numpy import save_file
 
+from training.evaluation import metric_key
 from training.files import write_text
-from training.predict import MODEL_FILE, sha256
+from training.predict import MODEL_FILE, NAMES_FILE, sha256
 
 # Versions a service needs to match; recorded so a mismatch can be found later.
 PACKAGES = ("manset", "numpy", "scipy", "safetensors", "scikit-learn", "onnxruntime",
@@ -28,6 +29,7 @@ class BundleInfo:
     run_id: str | None
     dataset_fingerprint: str
     data_card: str  # markdown
+    label_names: dict[str, dict[str, str]] = field(default_factory=dict)  # label → {en, tr}
 
 
 def versions() -> dict[str, str]:
@@ -68,9 +70,18 @@ def _onnx_lines(info: BundleInfo) -> list[str]:
             ""]
 
 
+def _catch_all_lines(m: dict[str, float]) -> list[str]:
+    if "test_catchall_macro_f1" not in m:
+        return []
+    return [f"On the catch-all sections alone ({m['test_catchall_rows']:.0f} test rows: Gündem, "
+            f"Dünya, Yaşam, Magazin, ...): macro-F1 {m['test_catchall_macro_f1']:.4f}, "
+            f"accuracy {m['test_catchall_accuracy']:.4f}.", ""]
+
+
 def model_card(info: BundleInfo) -> str:
     m = info.metrics
-    rows = [f"| {lb} | {m.get(f'test_f1_{lb}', float('nan')):.4f} |" for lb in info.labels]
+    rows = [f"| {lb} | {info.label_names.get(lb, {}).get('en', '')} | "
+            f"{m.get(f'test_f1_{metric_key(lb)}', float('nan')):.4f} |" for lb in info.labels]
     return "\n".join([
         f"# manset {info.task} classifier ({info.model})", "",
         f"Predicts the {info.task} of a Turkish news headline among {len(info.labels)} labels.", "",
@@ -79,7 +90,8 @@ def model_card(info: BundleInfo) -> str:
         f"- accuracy: {m.get('test_accuracy', float('nan')):.4f}",
         f"- throughput: {m.get('predict_throughput_per_s', 0):,.0f} headlines/s (batch), "
         f"latency p50 {m.get('predict_latency_p50_ms', 0):.3f} ms (one headline)", "",
-        "| label | test F1 |", "|---|---:|", *rows, "",
+        "| label | name | test F1 |", "|---|---|---:|", *rows, "",
+        *_catch_all_lines(m),
         f"MLflow run `{info.run_id}`, dataset fingerprint `{info.dataset_fingerprint}`.", "",
         "## Training data", "", info.data_card,
         "## Use", "", "```python",
@@ -96,6 +108,9 @@ def finish(folder: Path, info: BundleInfo) -> None:
     """labels, config, model card and the manifest (checksums of every file, written last)."""
     (folder / "labels.json").write_text(json.dumps(info.labels, ensure_ascii=False, indent=1))
     (folder / "config.json").write_text(json.dumps(info.config, ensure_ascii=False, indent=1))
+    if info.label_names:  # a topic's qcode says little to a reader: ship its names
+        (folder / NAMES_FILE).write_text(json.dumps(info.label_names, ensure_ascii=False,
+                                                    indent=1))
     (folder / "MODEL_CARD.md").write_text(model_card(info))
     manifest = {
         "task": info.task, "model": info.model, "created_at": datetime.now(UTC).isoformat(),

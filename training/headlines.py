@@ -21,8 +21,6 @@ CREATE TABLE IF NOT EXISTS headlines (
     category_raw TEXT NOT NULL,  -- the section as the site wrote it
     category_key TEXT NOT NULL,  -- canonical category, else the raw one's label_key
     category TEXT,               -- canonical section, NULL when the alias table does not know it
-    topic TEXT,                  -- IPTC media topic code, when known
-    topic_source TEXT,           -- how the topic is known (section mapping, annotation)
     source TEXT NOT NULL,        -- site or data set
     block TEXT,                  -- sidebar block title, 'lead' for a page's own story
     published_at TEXT,           -- ISO 8601, NULL when unknown
@@ -34,7 +32,23 @@ CREATE TABLE IF NOT EXISTS headlines (
     -- the same section spelt 'Spor' or 'SPOR' is the same row.
     PRIMARY KEY (id, category_key)
 );
+-- Labels of other tasks, attached to a stored headline. A headline can hold one label per task
+-- and per way it is known (gold annotation today; others may join), so a gold label never
+-- overwrites another kind, and a task's label never touches the headline row.
+CREATE TABLE IF NOT EXISTS labels (
+    headline_id TEXT NOT NULL,   -- headlines.id
+    task TEXT NOT NULL,          -- training.tasks name, e.g. 'topic'
+    label TEXT NOT NULL,         -- e.g. an IPTC qcode
+    label_source TEXT NOT NULL,  -- how the label is known: 'gold' = hand-annotated
+    annotator TEXT,
+    labelled_at TEXT,
+    note TEXT,
+    PRIMARY KEY (headline_id, task, label_source)
+);
 """
+# PRAGMA user_version of the current schema. 0: the first release, with topic and topic_source
+# columns in the headline table; 1: labels in their own table.
+SCHEMA_VERSION = 1
 
 
 @dataclass(frozen=True)
@@ -49,8 +63,6 @@ class Headline:
     time_basis: str | None = None
     truncated: bool = False
     page: str | None = None
-    topic: str | None = None
-    topic_source: str | None = None
 
 
 @dataclass
@@ -130,7 +142,24 @@ def connect(db: Path) -> sqlite3.Connection:
     con.execute("PRAGMA journal_mode=WAL")
     con.execute("PRAGMA synchronous=NORMAL")
     con.executescript(SCHEMA)
+    _migrate(con)
     return con
+
+
+def _migrate(con: sqlite3.Connection) -> None:
+    """Bring a table made by an earlier version up to date, in place and in one transaction."""
+    if con.execute("PRAGMA user_version").fetchone()[0] >= SCHEMA_VERSION:
+        return
+    columns = {r["name"] for r in con.execute("PRAGMA table_info(headlines)")}
+    with con:
+        if "topic" in columns:  # version 0: move any topic into the label table
+            con.execute(
+                "INSERT OR IGNORE INTO labels (headline_id, task, label, label_source) "
+                "SELECT id, 'topic', topic, COALESCE(topic_source, 'unknown') FROM headlines "
+                "WHERE topic IS NOT NULL")
+            con.execute("ALTER TABLE headlines DROP COLUMN topic")
+            con.execute("ALTER TABLE headlines DROP COLUMN topic_source")
+        con.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
 
 def add(con: sqlite3.Connection, rows: Iterable[Headline], aliases: Aliases) -> AddStats:
@@ -146,9 +175,8 @@ def add(con: sqlite3.Connection, rows: Iterable[Headline], aliases: Aliases) -> 
             if category is None:
                 stats.unknown_labels[raw] = stats.unknown_labels.get(raw, 0) + 1
             cur = con.execute(
-                "INSERT OR IGNORE INTO headlines VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                "INSERT OR IGNORE INTO headlines VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
                 (headline_id(text, h.source), text, raw, category or label_key(raw), category,
-                 h.topic, h.topic_source,
                  h.source, h.block, h.published_at, h.time_basis, int(h.truncated), h.page, now),
             )
             stats.found += 1

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 from datasets import DatasetDict
 
-from training import baseline, dataset, evaluation, export, headlines, tracking
+from training import baseline, dataset, evaluation, export, gold, headlines, tasks, tracking
 from training.dataset import BuildConfig, DataCard
 from training.files import staged_dir
 from training.predict import load_bundle
@@ -36,12 +36,33 @@ def import_labelled(paths: Paths) -> dict[str, headlines.AddStats]:
                                          paths.aliases())
 
 
+def import_gold(paths: Paths) -> dict[str, int]:
+    """Each task's gold file (when there is one) into the label table: task → rows."""
+    out = {}
+    with closing(_connect(paths)) as con:
+        for task in tasks.TASKS.values():
+            if task.gold and (paths.data / task.gold).is_file():
+                out[task.name] = gold.load_into_table(con, task.name, paths.data / task.gold,
+                                                      set(label_names(paths, task.name)))
+    return out
+
+
+def label_names(paths: Paths, task: str) -> dict[str, dict[str, str]]:
+    """A task's labels with their names (en, tr), from its taxonomy; {} when it has none."""
+    taxonomy = tasks.get(task).taxonomy
+    return tasks.topic_names(paths.data / taxonomy) if taxonomy else {}
+
+
 def build(paths: Paths, cfg: BuildConfig) -> tuple[DatasetDict, DataCard]:
     if not paths.db.is_file():
         raise FileNotFoundError(f"{paths.db}: no headline table yet; run `manset import` first")
+    task = tasks.get(cfg.task)
     with closing(_connect(paths)) as con:
         rows = headlines.all_rows(con)
-    dd, card = dataset.build(rows, cfg)
+        labels = gold.gold_labels(con, task.name)
+    mapping = tasks.read_mapping(paths.data / task.mapping, paths.aliases().categories,
+                                 set(label_names(paths, task.name))) if task.mapping else None
+    dd, card = dataset.build(rows, cfg, labels, mapping)
     dataset.save(dd, card, paths.built(cfg.task))
     return dd, card
 
@@ -98,10 +119,12 @@ def finish_run(paths: Paths, t: Trained) -> TrainResult:
                               np.array(t.dd["validation"]["label"]), labels, "validation")
     ev = evaluation.evaluate(t.proba, x_test, y_test, labels)
     metrics = {**ev.metrics, "validation_macro_f1": val.metrics["validation_macro_f1"],
-               **t.metrics}
+               **catch_all_metrics(t.proba, t.dd, labels), **t.metrics}
     with staged_dir(paths.bundle(t.task, t.model)) as folder:
+        names = label_names(paths, t.task)
         info = export.BundleInfo(t.task, t.model, labels, t.config, metrics, t.run_id,
-                                 t.card.fingerprint, t.card.markdown())
+                                 t.card.fingerprint, t.card.markdown(),
+                                 {lb: names[lb] for lb in labels if lb in names})
         t.write(folder, info)
         predictor = load_bundle(folder)
         # The shipped model must be the trained one: same labels on every test headline.
@@ -121,6 +144,19 @@ def finish_run(paths: Paths, t: Trained) -> TrainResult:
             rescore=lambda uri: _rescore(uri, x_test, y_test, labels))
     return TrainResult(t.task, t.model, t.run_id, metrics, paths.bundle(t.task, t.model),
                        registration)
+
+
+def catch_all_metrics(proba: evaluation.ProbaFn, dd: DatasetDict, labels: list[str]
+                      ) -> dict[str, float]:
+    """The test metrics again on the catch-all sections alone (Gündem, Dünya, Yaşam, ...), where
+    the section says least about the subject; {} when the test split has none of them."""
+    test = dd["test"]
+    rows = [i for i, c in enumerate(test["category"]) if tasks.is_catch_all(c)]
+    if not rows:
+        return {}
+    sub = test.select(rows)
+    return evaluation.evaluate(proba, list(sub["text"]), np.array(sub["label"]), labels,
+                               "test_catchall").metrics | {"test_catchall_rows": len(rows)}
 
 
 def _rescore(uri: str, texts: list[str], y: np.ndarray, labels: list[str]) -> float:

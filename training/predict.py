@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from training.predict_onnx import OnnxPredictor
 
 MODEL_FILE = "model.safetensors"
+NAMES_FILE = "label_names.json"  # label → {"en", "tr"}, in bundles whose labels are codes
 
 
 def sha256(path: Path) -> str:
@@ -53,6 +54,7 @@ class Predictor:
     table: np.ndarray
     intercept: np.ndarray
     beta: float  # inverse temperature of the softmax
+    names: dict[str, dict[str, str]]  # label → {"en", "tr"}; {} when labels are names already
 
     @classmethod
     def load(cls, folder: Path) -> "Predictor":
@@ -63,7 +65,8 @@ class Predictor:
         arrays = load_file(str(folder / MODEL_FILE))
         return cls(labels=json.loads((folder / "labels.json").read_text()),
                    features=FeatureConfig(**cfg["features"]), idf=arrays["idf"],
-                   table=arrays["table"], intercept=arrays["intercept"], beta=cfg["beta"])
+                   table=arrays["table"], intercept=arrays["intercept"], beta=cfg["beta"],
+                   names=read_names(folder, manifest))
 
     def predict_proba(self, texts: list[str]) -> np.ndarray:
         z = decision(texts, self.idf, self.table, self.intercept, self.features) * self.beta
@@ -72,14 +75,25 @@ class Predictor:
         return p / p.sum(axis=1, keepdims=True)
 
     def predict(self, texts: list[str]) -> list[dict]:
-        return label_rows(self.labels, self.predict_proba(texts))
+        return label_rows(self.labels, self.predict_proba(texts), self.names)
 
 
-def label_rows(labels: list[str], proba: np.ndarray) -> list[dict]:
-    """One dict per row of probabilities: the label and the probability of every label."""
-    return [{"label": labels[int(row.argmax())],
-             "probabilities": {lb: round(float(p), 6) for lb, p in zip(labels, row, strict=True)}}
-            for row in proba]
+def read_names(folder: Path, manifest: dict) -> dict[str, dict[str, str]]:
+    """The bundle's label names, when its manifest lists them (checked by verify)."""
+    return json.loads((folder / NAMES_FILE).read_text()) if NAMES_FILE in manifest["files"] else {}
+
+
+def label_rows(labels: list[str], proba: np.ndarray,
+               names: dict[str, dict[str, str]] | None = None) -> list[dict]:
+    """One dict per row of probabilities: the label, its name (en, tr) where the bundle has
+    names, and the probability of every label."""
+    rows = []
+    for row in proba:
+        label = labels[int(row.argmax())]
+        named = {"name": names[label]} if names and label in names else {}
+        rows.append({"label": label, **named, "probabilities": {
+            lb: round(float(p), 6) for lb, p in zip(labels, row, strict=True)}})
+    return rows
 
 
 def load_bundle(folder: Path, int8: bool = False) -> "Predictor | OnnxPredictor":

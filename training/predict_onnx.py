@@ -6,7 +6,7 @@ test split). Checksums in manifest.json are verified before anything is read.
 """
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +14,7 @@ import numpy as np
 import onnxruntime as ort
 from tokenizers import Tokenizer
 
-from training.predict import label_rows, verify
+from training.predict import label_rows, read_names, verify
 
 ONNX_FILE = "model.onnx"
 INT8_FILE = "model.int8.onnx"
@@ -51,6 +51,7 @@ class OnnxPredictor:
     labels: list[str]
     session: Any  # onnxruntime.InferenceSession
     tokenizer: Tokenizer
+    names: dict[str, dict[str, str]] = field(default_factory=dict)  # label → {"en", "tr"}; {} when labels are names already
     batch_size: int = BATCH
 
     @classmethod
@@ -67,7 +68,8 @@ class OnnxPredictor:
                                     "only when it loses at most 0.5 point test macro-F1)")
         return cls(labels=json.loads((folder / "labels.json").read_text()),
                    session=session(folder / name, threads),
-                   tokenizer=Tokenizer.from_file(str(folder / TOKENIZER_FILE)))
+                   tokenizer=Tokenizer.from_file(str(folder / TOKENIZER_FILE)),
+                   names=read_names(folder, manifest))
 
     def logits(self, texts: list[str]) -> np.ndarray:
         out = np.empty((len(texts), len(self.labels)), np.float32)
@@ -84,4 +86,4 @@ class OnnxPredictor:
         return softmax(self.logits(texts))
 
     def predict(self, texts: list[str]) -> list[dict]:
-        return label_rows(self.labels, self.predict_proba(texts))
+        return label_rows(self.labels, self.predict_proba(texts), self.names)

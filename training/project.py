@@ -15,8 +15,12 @@ class Paths:
     root: Path
 
     @property
+    def data(self) -> Path:
+        return self.root / "data"
+
+    @property
     def db(self) -> Path:
-        return self.root / "data" / "headlines.sqlite"
+        return self.data / "headlines.sqlite"
 
     def built(self, task: str) -> Path:
         return self.root / "data" / "build" / task

@@ -1,0 +1,58 @@
+"""Where an annotation session gets its headlines and writes its labels, and the Label Studio
+exchange on top of the same gold file."""
+
+import json
+from contextlib import closing
+from pathlib import Path
+
+from training import headlines, label_studio, tasks
+from training.annotate import TOPIC_KEYS, Session
+from training.files import write_text
+from training.gold import write_gold
+from training.project import Paths
+from training.sampling import Item
+
+
+def open_session(paths: Paths, task: str, annotator: str, seed: int) -> Session:
+    spec = tasks.get(task)
+    if spec.gold is None or spec.taxonomy is None:
+        raise ValueError(f"task {task!r} takes its labels from the site sections; "
+                         "there is nothing to annotate")
+    if not paths.db.is_file():
+        raise FileNotFoundError(f"{paths.db}: no headline table yet; run `manset import` first")
+    with closing(headlines.connect(paths.db)) as con:
+        items, seen = [], set()
+        for r in headlines.all_rows(con):
+            if r["id"] not in seen:  # a headline under two sections is one item
+                seen.add(r["id"])
+                items.append(Item(r["id"], r["text"], r["source"], r["category"] or
+                                  r["category_raw"], r["block"] is not None))
+    gold = paths.data / spec.gold
+    return Session(gold, gold.with_name(gold.stem + "_skipped.csv"),
+                   tasks.read_topics(paths.data / spec.taxonomy), items, annotator, seed)
+
+
+def export_label_studio(s: Session, folder: Path, limit: int) -> int:
+    """tasks.json and config.xml in `folder`; returns the number of tasks."""
+    todo = [(it.id, it.text, it.source, it.category) for it in s.sampler.take(limit)]
+    exported = label_studio.export_tasks(s.gold, todo)
+    write_text(folder / "tasks.json", json.dumps(exported, ensure_ascii=False, indent=1))
+    write_text(folder / "config.xml", label_studio.config_xml(s.topics, TOPIC_KEYS))
+    return len(exported)
+
+
+def import_label_studio(s: Session, path: Path) -> tuple[int, int]:
+    """Merge a Label Studio export into the gold file: new headlines are added, headlines the
+    file already labels are kept as they are. Returns (added, kept). Every row is checked
+    (topic, headline in the table) before the file is rewritten, in one atomic write."""
+    rows = label_studio.import_tasks(path, {t.qcode for t in s.topics})
+    stored = {it.id for it in s.items}
+    for n, row in enumerate(rows, 1):
+        if row.id not in stored:
+            raise ValueError(f"{path}: task {n}: headline {row.id} is not in the headline table")
+    known = {r.id for r in s.gold}
+    new = [r for r in rows if r.id not in known]
+    if new:
+        write_gold(s.gold_path, s.gold + new)
+    return len(new), len(rows) - len(new)
+

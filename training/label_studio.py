@@ -1,0 +1,98 @@
+"""Label Studio JSON: export tasks (with the gold labels as annotations) and the labelling config,
+import a project's export back into the gold set.
+
+A task carries the headline id in `data.headline_id`; a result is a single `choices` answer from
+the control named `topic`, whose stored value (the choice's alias) is the qcode. A file without
+these did not come from a manset export, and is refused with the task it fails on.
+"""
+
+import json
+import xml.etree.ElementTree as ET
+from datetime import UTC, datetime
+from pathlib import Path
+
+from training.gold import GoldRow
+from training.tasks import Topic
+
+CONTROL, TEXT = "topic", "text"
+
+
+def config_xml(topics: list[Topic], keys: str) -> str:
+    """The labelling interface: the headline and one single choice, hotkeys as in the terminal."""
+    view = ET.Element("View")
+    ET.SubElement(view, "Header", value="Main subject of the headline "
+                  "(data/annotations/GUIDELINES.md)")
+    ET.SubElement(view, "Text", name=TEXT, value=f"${TEXT}")
+    choices = ET.SubElement(view, "Choices", name=CONTROL, toName=TEXT, choice="single-radio",
+                            required="true")
+    for key, t in zip(keys, topics, strict=True):
+        ET.SubElement(choices, "Choice", value=f"{t.name_en} / {t.name_tr}", alias=t.qcode,
+                      hint=t.scope, hotkey=key)
+    ET.indent(view)
+    return ET.tostring(view, encoding="unicode") + "\n"
+
+
+def export_tasks(gold: list[GoldRow], todo: list[tuple[str, str, str, str]]) -> list[dict]:
+    """Gold rows as annotated tasks, then (id, text, source, category) rows still to label."""
+    tasks = []
+    for row in gold:
+        tasks.append({"data": _data(row.id, row.text, row.source, row.category), "annotations": [{
+            "result": [{"from_name": CONTROL, "to_name": TEXT, "type": "choices",
+                        "value": {"choices": [row.topic]}}],
+            "completed_by": row.annotator, "created_at": row.annotated_at,
+            "meta": {"note": row.note}}]})
+    tasks += [{"data": _data(*t)} for t in todo]
+    return tasks
+
+
+def _data(hid: str, text: str, source: str, category: str) -> dict:
+    return {TEXT: text, "headline_id": hid, "source": source, "category": category}
+
+
+def import_tasks(path: Path, qcodes: set[str]) -> list[GoldRow]:
+    """Annotated tasks of a Label Studio JSON export as gold rows; tasks with no annotation are
+    passed over. The newest non-cancelled annotation of a task is the one taken."""
+    try:
+        tasks = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ValueError(f"{path}: not a Label Studio JSON export ({e})") from e
+    if not isinstance(tasks, list):
+        raise ValueError(f"{path}: expected a JSON list of tasks (Label Studio's JSON export)")
+    rows = []
+    for n, task in enumerate(tasks, 1):
+        where = f"{path}: task {n}"
+        data = task.get("data") if isinstance(task, dict) else None
+        if not isinstance(data, dict) or not data.get("headline_id") or TEXT not in data:
+            raise ValueError(f"{where} has no data.headline_id and data.text: not a task "
+                             "exported by `manset annotate` (another project?)")
+        done = [a for a in task.get("annotations") or [] if not a.get("was_cancelled")]
+        if not done:
+            continue
+        ann = max(done, key=lambda a: str(a.get("updated_at") or a.get("created_at") or ""))
+        rows.append(GoldRow(
+            id=str(data["headline_id"]), text=str(data[TEXT]), source=str(data.get("source", "")),
+            category=str(data.get("category", "")), topic=_choice(ann, qcodes, where),
+            annotator=_annotator(ann.get("completed_by")),
+            annotated_at=str(ann.get("created_at") or datetime.now(UTC).isoformat()),
+            note=str((ann.get("meta") or {}).get("note", ""))))
+    return rows
+
+
+def _choice(annotation: dict, qcodes: set[str], where: str) -> str:
+    results = [r for r in annotation.get("result") or [] if r.get("from_name") == CONTROL]
+    if len(results) != 1:
+        raise ValueError(f"{where}: expected one '{CONTROL}' choice, found {len(results)} "
+                         "(a labelling config from another project?)")
+    choices = (results[0].get("value") or {}).get("choices") or []
+    if len(choices) != 1 or choices[0] not in qcodes:
+        raise ValueError(f"{where}: {choices!r} is not one known topic qcode")
+    return str(choices[0])
+
+
+def _annotator(completed_by: object) -> str:
+    """Label Studio writes a user id, a user object or (our export) a name."""
+    if isinstance(completed_by, dict):
+        return str(completed_by.get("email") or f"label-studio-user-{completed_by.get('id')}")
+    if isinstance(completed_by, int):
+        return f"label-studio-user-{completed_by}"
+    return str(completed_by or "label-studio")
