@@ -13,6 +13,7 @@ from typing import Annotated, Any
 
 import click
 import typer
+from typer._click import exceptions as _typer_click  # typer >= 0.2x raises its vendored click's
 from rich.console import Console
 from rich.table import Table
 
@@ -340,12 +341,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         code = typer.main.get_command(app).main(args=argv, prog_name="manset",
                                                 standalone_mode=False)
-    except click.exceptions.Exit as e:
+    except (click.exceptions.Exit, typer.Exit) as e:
         return e.exit_code
-    except click.ClickException as e:
-        e.show()
+    except (click.ClickException, _typer_click.ClickException) as e:
+        e.show()  # a usage error: click's short usage message, exit 2
         return e.exit_code
-    except click.exceptions.Abort:
+    except (click.exceptions.Abort, typer.Abort):
         return 130
     except (ValueError, OSError, sqlite3.Error, ProjectError, UnicodeDecodeError) as e:
         # One plain line, never wrapped: scripts grep it and users copy the path out of it.

@@ -188,11 +188,9 @@ def build(rows: list[sqlite3.Row], cfg: BuildConfig, gold: dict[str, str] | None
     label for the rest (None: the section is the label). When there are gold labels, only gold
     rows are split and scored; the others train only, and those in the near-duplicate group of a
     gold validation or test row are left out."""
-    task = tasks.get(cfg.task)
     gold = gold or {}
-    if task.needs_gold and not gold:
-        raise ValueError(f"task {cfg.task!r} has no gold labels yet: annotate some "
-                         f"(manset annotate --task {cfg.task}) and run `manset import`")
+    if tasks.get(cfg.task).needs_gold and not gold:
+        raise ValueError(f"task {cfg.task!r} has no gold labels")
     kept, unlabelled, conflicts, exact_dups = _labelled_rows(rows, gold, mapping)
     scored = "gold" if gold else None
     counts = Counter(r["label"] for r in kept if scored in (None, r["label_source"]))

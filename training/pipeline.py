@@ -60,6 +60,9 @@ def build(paths: Paths, cfg: BuildConfig) -> tuple[DatasetDict, DataCard]:
     with closing(_connect(paths)) as con:
         rows = headlines.all_rows(con)
         labels = gold.gold_labels(con, task.name)
+    if task.needs_gold and not labels:
+        raise ValueError(f"task {task.name!r} has no gold labels yet: annotate some "
+                         f"(manset annotate --task {task.name}) and run `manset import`")
     mapping = tasks.read_mapping(paths.data / task.mapping, paths.aliases().categories,
                                  set(label_names(paths, task.name))) if task.mapping else None
     dd, card = dataset.build(rows, cfg, labels, mapping)
