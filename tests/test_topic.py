@@ -8,13 +8,12 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+from conftest import DATA, make_project
 from mlflow import MlflowClient
 
 from training import dataset, gold, headlines
 from training.cli import main
 from training.tasks import read_topics
-
-from conftest import DATA, make_project
 
 GOLD = DATA / "annotations" / "topics_gold.csv"
 

@@ -13,9 +13,9 @@ from typing import Annotated, Any
 
 import click
 import typer
-from typer._click import exceptions as _typer_click  # typer >= 0.2x raises its vendored click's
 from rich.console import Console
 from rich.table import Table
+from typer._click import exceptions as _typer_click  # typer >= 0.2x raises its vendored click's
 
 from training.project import Paths, ProjectError
 
@@ -133,7 +133,8 @@ def build(task: TaskOpt = "category", root: RootOpt = Path("."),
     from training import pipeline
     from training.dataset import BuildConfig
 
-    _, card = pipeline.build(_paths(root), BuildConfig(task=task, seed=seed, min_count=min_count))
+    given = {"seed": seed} | ({} if min_count is None else {"min_count": min_count})
+    _, card = pipeline.build(_paths(root), BuildConfig.for_task(task, **given))
     for w in card.warnings():
         err.print(f"[yellow]warning: {w}")
     err.print(card.markdown())
@@ -197,7 +198,6 @@ def run(root: RootOpt = Path(".")) -> None:
     """Everything on the bundled data: import → build → train → evaluate → log → export."""
     from training import pipeline
     from training.dataset import BuildConfig
-
     from training.tasks import TASKS
 
     paths = _paths(root)
@@ -206,7 +206,7 @@ def run(root: RootOpt = Path(".")) -> None:
     for task in TASKS:
         with err.status(f"building the {task} dataset"):
             try:
-                _, card = pipeline.build(paths, BuildConfig(task=task))
+                _, card = pipeline.build(paths, BuildConfig.for_task(task))
             except ValueError as e:
                 err.print(f"[yellow]{task}: skipped, {e}")
                 continue

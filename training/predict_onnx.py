@@ -51,7 +51,8 @@ class OnnxPredictor:
     labels: list[str]
     session: Any  # onnxruntime.InferenceSession
     tokenizer: Tokenizer
-    names: dict[str, dict[str, str]] = field(default_factory=dict)  # label → {"en", "tr"}; {} when labels are names already
+    # label → {"en", "tr"}; {} when the labels are names already
+    names: dict[str, dict[str, str]] = field(default_factory=dict)
     batch_size: int = BATCH
 
     @classmethod

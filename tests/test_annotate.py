@@ -1,0 +1,160 @@
+"""`manset annotate`: the sampling rule, the terminal tool in a real pty, Label Studio exchange."""
+
+import json
+import os
+import shutil
+import sys
+import xml.etree.ElementTree as ET
+from collections import Counter
+from pathlib import Path
+
+import pexpect
+import pytest
+from conftest import DATA
+
+from training.cli import main
+from training.gold import read_gold
+from training.sampling import CATCH_ALL_WEIGHT, Item, Sampler
+from training.tasks import read_topics
+
+QCODES = {t.qcode for t in read_topics(DATA / "topics.csv")}
+
+
+@pytest.fixture()
+def annotating(project: Path) -> Path:
+    shutil.copy(DATA / "topics.csv", project / "data" / "topics.csv")
+    assert main(["import", "--root", str(project)]) == 0
+    return project
+
+
+def _items(n: int, source: str, category: str, page: bool = False) -> list[Item]:
+    return [Item(f"{source}-{category}-{i}", f"{category} haberi {i}", source, category, page)
+            for i in range(n)]
+
+
+def test_sampling_rule_pages_first_then_catch_all_weighted_strata_and_candidates():
+    items = [*_items(50, "trt", "Spor"), *_items(50, "trt", "Ekonomi"),
+             *_items(50, "th", "Yaşam"), *_items(2, "site", "Gündem", page=True),
+             Item("rel", "Diyanet bayram namazı saatlerini açıkladı", "trt", "Kültür-Sanat", False)]
+    order = list(Sampler(items, seed=1).take(42))
+    assert [it.id for it in order[:2]] == ["site-Gündem-0", "site-Gündem-1"]
+    assert order[3].id == "rel"  # every 4th pick is a keyword candidate
+    counts = Counter(it.category for it in order[2:])
+    assert counts["Yaşam"] >= CATCH_ALL_WEIGHT * counts["Spor"] - 3
+    assert [it.id for it in Sampler(items, seed=1).take(42)] == [it.id for it in order]
+    assert len({it.id for it in Sampler(items, seed=1).take(500)}) == len(items)
+
+
+def _spawn(project: Path) -> pexpect.spawn:
+    env = {**os.environ, "COLUMNS": "120", "LINES": "60"}
+    return pexpect.spawn(sys.executable, ["-c", "import sys; from training.cli import main; "
+                                          "sys.exit(main(sys.argv[1:]))", "annotate", "--task",
+                                          "topic", "--annotator", "tester", "--root",
+                                          str(project)], env=env, encoding="utf-8", timeout=60)
+
+
+def _headline(child: pexpect.spawn) -> str:
+    child.expect(r"answers this session[^\n]*\n\s*\n\s+([^\n]+)\r?\n")
+    return child.match.group(1).strip()
+
+
+def test_terminal_tool_keys_save_undo_skip_scope_and_resume(annotating):
+    gold = annotating / "data" / "annotations" / "topics_gold.csv"
+    child = _spawn(annotating)
+    first = _headline(child)
+    child.expect(r"\[q\] quit")
+    child.send("e")  # the 15th topic: sport
+    second = _headline(child)
+    assert second != first
+    assert [(r.text, r.topic, r.annotator) for r in read_gold(gold, QCODES)] == \
+        [(first, "medtop:15000000", "tester")]  # saved at once, before quitting
+    child.send("?")
+    child.expect("Competitive physical or mental activity")  # the scopes
+    child.send("s")  # skip the second headline
+    third = _headline(child)
+    child.send("u")  # undo the skip: the second headline again
+    assert _headline(child) == second
+    child.send("x")
+    child.expect("'x' is not an answer")
+    assert _headline(child) == second  # shown again, nothing saved
+    child.send("2")
+    assert _headline(child) == third
+    child.send("q")
+    child.expect(pexpect.EOF)
+    assert [r.text for r in read_gold(gold, QCODES)] == [first, second]
+
+    child = _spawn(annotating)  # resumes: neither labelled headline is shown again
+    assert _headline(child) == third
+    child.send("u")  # nothing to undo in a new session: still the same headline
+    assert _headline(child) == third
+    child.send("q")
+    child.expect(pexpect.EOF)
+    assert len(read_gold(gold, QCODES)) == 2
+
+
+def test_label_studio_round_trip(annotating, tmp_path, capsys):
+    root = ["--root", str(annotating)]
+    out = tmp_path / "ls"
+    assert main(["annotate", *root, "--export-label-studio", str(out), "--limit", "5"]) == 0
+    config = ET.fromstring((out / "config.xml").read_text())
+    assert {c.get("alias") for c in config.iter("Choice")} == QCODES
+    tasks = json.loads((out / "tasks.json").read_text())
+    assert len(tasks) == 5 and all("annotations" not in t for t in tasks)
+    # what Label Studio's JSON export gives back after two answers and one cancelled one
+    tasks[0]["annotations"] = [{"result": [{"from_name": "topic", "to_name": "text",
+                                            "type": "choices",
+                                            "value": {"choices": ["medtop:07000000"]}}],
+                                "completed_by": 3, "created_at": "2026-11-28T10:00:00Z"}]
+    tasks[1]["annotations"] = [{"result": [{"from_name": "topic", "to_name": "text",
+                                            "type": "choices",
+                                            "value": {"choices": ["medtop:04000000"]}}],
+                                "completed_by": {"id": 4, "email": "ayse@example.org"},
+                                "created_at": "2026-11-28T10:01:00Z"}]
+    tasks[2]["annotations"] = [{"was_cancelled": True, "result": []}]
+    exported = tmp_path / "export.json"
+    exported.write_text(json.dumps(tasks))
+    assert main(["annotate", *root, "--import-label-studio", str(exported)]) == 0
+    gold = read_gold(annotating / "data" / "annotations" / "topics_gold.csv", QCODES)
+    assert [(r.text, r.topic, r.annotator) for r in gold] == [
+        (tasks[0]["data"]["text"], "medtop:07000000", "label-studio-user-3"),
+        (tasks[1]["data"]["text"], "medtop:04000000", "ayse@example.org")]
+    # importing again adds nothing; a re-export carries the gold rows as annotations
+    assert main(["annotate", *root, "--import-label-studio", str(exported)]) == 0
+    assert "0 labels added" in capsys.readouterr().err
+    assert main(["annotate", *root, "--export-label-studio", str(out), "--limit", "0"]) == 0
+    again = json.loads((out / "tasks.json").read_text())
+    assert [t["annotations"][0]["result"][0]["value"]["choices"] for t in again] == \
+        [["medtop:07000000"], ["medtop:04000000"]]
+
+
+@pytest.mark.parametrize(("content", "message"), [
+    ('{"tasks": []}', "expected a JSON list of tasks"),
+    ('[{"data": {"text": "x"}, "annotations": []}]', r"task 1 has no data.headline_id"),
+    ('not json', "not a Label Studio JSON export"),
+])
+def test_label_studio_files_from_elsewhere_are_refused(annotating, tmp_path, capsys, content,
+                                                       message):
+    bad = tmp_path / "other.json"
+    bad.write_text(content)
+    assert main(["annotate", "--root", str(annotating), "--import-label-studio", str(bad)]) == 1
+    assert message in capsys.readouterr().err.replace("\n", " ")
+
+
+def test_label_studio_unknown_choice_names_the_task(annotating, tmp_path, capsys):
+    out = tmp_path / "ls"
+    assert main(["annotate", "--root", str(annotating), "--export-label-studio", str(out),
+                 "--limit", "2"]) == 0
+    tasks = json.loads((out / "tasks.json").read_text())
+    tasks[1]["annotations"] = [{"result": [{"from_name": "sentiment", "to_name": "text",
+                                            "type": "choices", "value": {"choices": ["POS"]}}]}]
+    (out / "tasks.json").write_text(json.dumps(tasks))
+    assert main(["annotate", "--root", str(annotating), "--import-label-studio",
+                 str(out / "tasks.json")]) == 1
+    assert "task 2: expected one 'topic' choice" in capsys.readouterr().err
+    assert not (annotating / "data" / "annotations" / "topics_gold.csv").exists()
+
+
+def test_category_has_nothing_to_annotate(annotating, capsys):
+    assert main(["annotate", "--task", "category", "--root", str(annotating)]) == 1
+    assert "nothing to annotate" in capsys.readouterr().err
+
