@@ -81,13 +81,9 @@ class DataCard:
                  "| label | " + " | ".join(SPLITS) + " |", "|---|" + "---:|" * len(SPLITS)]
         lines += [f"| {lb} | " + " | ".join(str(self.counts[s].get(lb, 0)) for s in SPLITS) + " |"
                   for lb in labels]
-        lines += ["", "| source | rows |", "|---|---:|"]
-        lines += [f"| {s} | {sum(c.values())} |" for s, c in sorted(self.sources.items())]
+        lines += ["", *_label_table(labels, self.sources)]
         if len(self.label_sources) > 1:  # gold and distant rows: say which label came how
-            kinds = sorted(self.label_sources)
-            lines += ["", "| label | " + " | ".join(kinds) + " |", "|---|" + "---:|" * len(kinds)]
-            lines += [f"| {lb} | " + " | ".join(str(self.label_sources[k].get(lb, 0))
-                                                 for k in kinds) + " |" for lb in labels]
+            lines += ["", *_label_table(labels, self.label_sources)]
         lines += ["", f"- rows in the headline table: {self.rows_in_table}",
                   f"- exact duplicates removed: {self.exact_duplicates}",
                   f"- near-duplicate groups (kept on one side of the split): "
@@ -98,6 +94,15 @@ class DataCard:
                          f"rows: {self.near_test_left_out}")
         lines += [f"- warning: {w}" for w in self.warnings()]
         return "\n".join(lines) + "\n"
+
+
+def _label_table(labels: list[str], by: dict[str, dict[str, int]]) -> list[str]:
+    """Rows per label (lines) and per source or label source (columns), with totals."""
+    keys = sorted(by)
+    return ["| label | " + " | ".join(keys) + " |", "|---|" + "---:|" * len(keys),
+            *(f"| {lb} | " + " | ".join(str(by[k].get(lb, 0)) for k in keys) + " |"
+              for lb in labels),
+            "| all | " + " | ".join(str(sum(by[k].values())) for k in keys) + " |"]
 
 
 def _labelled_rows(rows: list[sqlite3.Row], gold: dict[str, str],
@@ -256,4 +261,7 @@ def load(folder: Path) -> tuple[DatasetDict, DataCard]:
     if not (folder / "card.json").is_file():
         raise FileNotFoundError(f"{folder}: no built dataset here; run `manset build` first")
     card = DataCard(**json.loads((folder / "card.json").read_text()))
-    return load_from_disk(str(folder / "dataset")), card
+    dd = load_from_disk(str(folder / "dataset"))
+    if "label_source" not in dd["train"].column_names:
+        raise ValueError(f"{folder}: built by an older manset; run `manset build` again")
+    return dd, card

@@ -83,8 +83,8 @@ def train_tfidf(paths: Paths, task: str, cfg: baseline.TfidfConfig) -> TrainResu
     with tracking.run(task, "tfidf", paths.root, cfg.params()) as run_id:
         tracking.log_dataset(dd, card.fingerprint, task, str(paths.built(task)))
         start = time.perf_counter()
-        pipe = baseline.make_pipeline(cfg).fit(list(dd["train"]["text"]),
-                                               np.array(dd["train"]["label"]))
+        pipe = baseline.fit(cfg, list(dd["train"]["text"]), np.array(dd["train"]["label"]),
+                            list(dd["train"]["label_source"]))
         train_seconds = time.perf_counter() - start
         arrays, beta = baseline.export_arrays(pipe)
         return finish_run(

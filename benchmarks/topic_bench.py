@@ -1,0 +1,131 @@
+"""The topic classifier against the baseline it must beat: the predicted category mapped to a
+topic through data/category_topics.csv. Both are scored on the same gold test rows, overall and
+on the catch-all sections, with a paired bootstrap of the macro-F1 difference.
+
+    .venv/bin/manset import && .venv/bin/manset build --task category && \\
+        .venv/bin/manset build --task topic
+    .venv/bin/python benchmarks/topic_bench.py [--bert-bundle models/topic/bert]
+
+- The category model is the TF-IDF baseline trained on the category training split less every
+  headline in the topic validation or test split, so it has not seen the rows it is scored on.
+- The TF-IDF topic model's gold-row weight is chosen on the topic validation split, never on test.
+Writes benchmarks/out/topic.json.
+"""
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+from sklearn.metrics import accuracy_score, f1_score
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from training import baseline, dataset, tasks  # noqa: E402
+from training.files import write_text  # noqa: E402
+from training.predict import load_bundle  # noqa: E402
+from training.text import dedup_key  # noqa: E402
+
+GOLD_WEIGHTS = (1.0, 3.0, 10.0)
+
+
+def macro_f1(y: np.ndarray, pred: np.ndarray) -> float:
+    """Over the labels these rows have, as training.evaluation does."""
+    return float(f1_score(y, pred, labels=sorted(set(y.tolist())), average="macro",
+                          zero_division=0))
+
+
+def scores(y: np.ndarray, pred: np.ndarray, mask: np.ndarray) -> dict[str, float]:
+    return {"macro_f1": macro_f1(y, pred), "accuracy": float(accuracy_score(y, pred)),
+            "catchall_macro_f1": macro_f1(y[mask], pred[mask]),
+            "catchall_accuracy": float(accuracy_score(y[mask], pred[mask]))}
+
+
+def paired_bootstrap(y: np.ndarray, a: np.ndarray, b: np.ndarray, rounds: int = 2000,
+                     seed: int = 0) -> dict[str, float]:
+    """Macro-F1(a) - macro-F1(b) on resamples of the same rows: mean, 95% interval, and the
+    share of resamples where a is not better (a one-sided p-value)."""
+    rng = np.random.default_rng(seed)
+    diffs = []
+    for _ in range(rounds):
+        i = rng.integers(0, len(y), len(y))
+        diffs.append(macro_f1(y[i], a[i]) - macro_f1(y[i], b[i]))
+    d = np.array(diffs)
+    return {"mean": float(d.mean()), "low": float(np.percentile(d, 2.5)),
+            "high": float(np.percentile(d, 97.5)), "p": float((d <= 0).mean())}
+
+
+def mapping_baseline(root: Path, topic: dataset.DatasetDict, names: list[str]) -> np.ndarray:
+    """Topic index per test row from the predicted category; -1 where the category maps to
+    no topic."""
+    cat, _ = dataset.load(root / "data" / "build" / "category")
+    held = {dedup_key(t) for s in ("validation", "test") for t in topic[s]["text"]}
+    keep = [i for i, t in enumerate(cat["train"]["text"]) if dedup_key(t) not in held]
+    train = cat["train"].select(keep)
+    model = baseline.fit(baseline.TfidfConfig(), list(train["text"]), np.array(train["label"]),
+                         list(train["label_source"]))
+    cat_names = cat["train"].features["label"].names
+    mapping = tasks.read_mapping(root / "data" / "category_topics.csv", cat_names, set(names))
+    predicted = [cat_names[i] for i in model.predict(list(topic["test"]["text"]))]
+    return np.array([names.index(mapping[c]) if c in mapping else -1 for c in predicted])
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--root", type=Path, default=ROOT)
+    ap.add_argument("--bert-bundle", type=Path, help="Also score this topic bundle.")
+    args = ap.parse_args()
+    dd, card = dataset.load(args.root / "data" / "build" / "topic")
+    names = dd["train"].features["label"].names
+    y = np.array(dd["test"]["label"])
+    mask = np.array([tasks.is_catch_all(c) for c in dd["test"]["category"]])
+    texts = list(dd["test"]["text"])
+    results: dict = {"dataset_fingerprint": card.fingerprint, "test_rows": len(y),
+                     "catchall_test_rows": int(mask.sum()), "models": {}}
+    preds = {"category mapped to topic": mapping_baseline(args.root, dd, names)}
+    section = tasks.read_mapping(args.root / "data" / "category_topics.csv",
+                                 sorted(set(dd["test"]["category"])), set(names))
+    preds["true section mapped (reference)"] = np.array(
+        [names.index(section[c]) if c in section else -1 for c in dd["test"]["category"]])
+    validation = {}
+    for w in GOLD_WEIGHTS:
+        cfg = baseline.TfidfConfig(gold_weight=w)
+        model = baseline.fit(cfg, list(dd["train"]["text"]), np.array(dd["train"]["label"]),
+                             list(dd["train"]["label_source"]))
+        val_pred = model.predict(list(dd["validation"]["text"]))
+        validation[w] = macro_f1(np.array(dd["validation"]["label"]), val_pred)
+        preds[f"tfidf, gold weight {w:g}"] = model.predict(texts)
+    results["validation_macro_f1_by_gold_weight"] = validation
+    best = max(validation, key=lambda w: validation[w])
+    results["chosen_gold_weight"] = best
+    if args.bert_bundle:
+        preds["bert bundle"] = load_bundle(args.bert_bundle).predict_proba(texts).argmax(1)
+    for name, pred in preds.items():
+        results["models"][name] = scores(y, pred, mask)
+    base = preds["category mapped to topic"]
+    for name in [f"tfidf, gold weight {best:g}", *(["bert bundle"] if args.bert_bundle else [])]:
+        results["models"][name]["vs_mapping_overall"] = paired_bootstrap(y, preds[name], base)
+        results["models"][name]["vs_mapping_catchall"] = paired_bootstrap(
+            y[mask], preds[name][mask], base[mask])
+    out = ROOT / "benchmarks" / "out" / "topic.json"
+    write_text(out, json.dumps(results, indent=1))
+    print(f"{len(y)} gold test rows ({int(mask.sum())} in catch-all sections); "
+          f"gold weight chosen on validation: {best:g} {validation}")
+    print("| model | macro-F1 | accuracy | catch-all macro-F1 | catch-all accuracy |")
+    print("|---|---:|---:|---:|---:|")
+    for name, m in results["models"].items():
+        print(f"| {name} | {m['macro_f1']:.4f} | {m['accuracy']:.4f} | "
+              f"{m['catchall_macro_f1']:.4f} | {m['catchall_accuracy']:.4f} |")
+    for name, m in results["models"].items():
+        for key in ("vs_mapping_overall", "vs_mapping_catchall"):
+            if key in m:
+                b = m[key]
+                print(f"{name} {key}: {b['mean']:+.4f} macro-F1 "
+                      f"[{b['low']:+.4f}, {b['high']:+.4f}], p={b['p']:.4f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
