@@ -55,4 +55,3 @@ def import_label_studio(s: Session, path: Path) -> tuple[int, int]:
     if new:
         write_gold(s.gold_path, s.gold + new)
     return len(new), len(rows) - len(new)
-
