@@ -72,6 +72,9 @@ def test_topic_dataset_scores_gold_rows_only_and_keeps_test_groups_out_of_traini
             if how == "gold":
                 assert names[label] == golds[hid]
     assert card.label_sources["gold"]["medtop:02000000"] >= 25
+    # distant rows: at most the task's cap per label, the rest counted as not drawn
+    assert max(card.label_sources["category"].values()) <= 100
+    assert card.distant_not_drawn > 0
     assert "| label | category | gold |" in card.markdown()
 
 

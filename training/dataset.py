@@ -28,6 +28,7 @@ class BuildConfig:
     test_fraction: float = 0.1
     validation_fraction: float = 0.1  # for early stopping and calibration checks
     min_count: int = 30  # rows a class needs (gold rows when the task has gold labels)
+    distant_per_label: int | None = None  # distant rows kept per label (seeded), None: all
     # Cosine of character 5-gram sets above which two headlines are one story reworded
     # ("Borsa güne yükselişle başladı" / "Borsa güne yükselişle başladı (10 Mart)").
     near_duplicate_threshold: float = 0.8
@@ -42,7 +43,8 @@ class BuildConfig:
         """The task's defaults (training.tasks), overridden by the options given."""
         task = tasks.get(name)
         defaults = {"test_fraction": task.test_fraction, "min_count": task.min_count,
-                    "validation_fraction": task.validation_fraction}
+                    "validation_fraction": task.validation_fraction,
+                    "distant_per_label": task.distant_per_label}
         return cls(task=name, **{**defaults, **given})  # type: ignore[arg-type]
 
 
@@ -62,6 +64,7 @@ class DataCard:
     # 'category' (distant: mapped from the section)
     label_sources: dict[str, dict[str, int]] = field(default_factory=dict)
     near_test_left_out: int = 0  # distant rows in a gold validation/test row's group
+    distant_not_drawn: int = 0  # distant rows beyond distant_per_label
 
     def warnings(self) -> list[str]:
         out = []
@@ -92,6 +95,9 @@ class DataCard:
         if self.near_test_left_out:
             lines.append(f"- distant rows left out as near-duplicates of gold validation/test "
                          f"rows: {self.near_test_left_out}")
+        if self.distant_not_drawn:
+            lines.append(f"- distant rows not drawn (over the per-label cap): "
+                         f"{self.distant_not_drawn}")
         lines += [f"- warning: {w}" for w in self.warnings()]
         return "\n".join(lines) + "\n"
 
@@ -220,6 +226,8 @@ def build(rows: list[sqlite3.Row], cfg: BuildConfig, gold: dict[str, str] | None
     held_out = set(groups[mask & (split != "train")].tolist())
     near_test = ~mask & np.isin(groups, list(held_out))
     split[near_test] = "left out"
+    not_drawn = _over_cap(labels, split, ~mask, cfg)
+    split[not_drawn] = "left out"
     features = Features({"id": Value("string"), "text": Value("string"),
                          "label": ClassLabel(names=names), "source": Value("string"),
                          "category": Value("string"), "label_source": Value("string"),
@@ -238,9 +246,22 @@ def build(rows: list[sqlite3.Row], cfg: BuildConfig, gold: dict[str, str] | None
         near_duplicate_groups=sum(1 for n in sizes.values() if n > 1), dropped_classes=dropped,
         counts={s: dict(Counter(names[i] for i in dd[s]["label"])) for s in SPLITS},
         sources=_by(used, "source"), label_sources=_by(used, "label_source"),
-        near_test_left_out=int(near_test.sum()),
+        near_test_left_out=int(near_test.sum()), distant_not_drawn=int(not_drawn.sum()),
     )
     return dd, card
+
+
+def _over_cap(labels: np.ndarray, split: np.ndarray, distant: np.ndarray,
+              cfg: BuildConfig) -> np.ndarray:
+    """Distant training rows beyond cfg.distant_per_label of their label, by a seeded draw."""
+    out = np.zeros(len(labels), dtype=bool)
+    if cfg.distant_per_label is None:
+        return out
+    rng = np.random.default_rng(cfg.seed)
+    for label in np.unique(labels):
+        rows = np.flatnonzero(distant & (split == "train") & (labels == label))
+        out[rng.permutation(rows)[cfg.distant_per_label:]] = True
+    return out
 
 
 def _by(rows: list[dict], key: str) -> dict[str, dict[str, int]]:
