@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TextIO
 
+from training.files import write_text
 from training.gold import GoldRow, read_gold, write_gold
 from training.sampling import Item, Sampler
 from training.tasks import Topic
@@ -83,8 +84,6 @@ def _read_skipped(path: Path) -> list[str]:
 
 
 def _write_skipped(path: Path, ids: list[str]) -> None:
-    from training.files import write_text
-
     write_text(path, "id\n" + "".join(f"{i}\n" for i in ids))
 
 

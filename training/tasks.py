@@ -11,6 +11,7 @@ import io
 from dataclasses import dataclass
 from pathlib import Path
 
+from training.headlines import read_csv
 from training.text import label_key
 
 # Sections that say little about the subject: topic metrics are also reported on them alone,
@@ -93,8 +94,6 @@ def topic_names(path: Path) -> dict[str, dict[str, str]]:
 def read_mapping(path: Path, categories: list[str], labels: set[str]) -> dict[str, str]:
     """data/category_topics.csv: canonical category → label, for the categories that map
     unambiguously (the others are simply absent)."""
-    from training.headlines import read_csv
-
     out: dict[str, str] = {}
     for row in read_csv(path, ["category", "topic"]):
         where = f"{path}:{row['_line']}"
