@@ -27,10 +27,12 @@ from tokenizers import Tokenizer
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from manset_serving.bundle import Bundle  # noqa: E402
+from manset_serving.onnx import INT8_FILE, OnnxPredictor, session  # noqa: E402
+
 from training import baseline, bert, bert_export, dataset, evaluation  # noqa: E402
 from training.e5 import E5_NAME  # noqa: E402
 from training.files import write_text  # noqa: E402
-from training.predict_onnx import INT8_FILE, OnnxPredictor, session  # noqa: E402
 from training.project import Paths  # noqa: E402
 
 
@@ -75,7 +77,7 @@ def measure_bundle(bundle: Path, texts: list[str], y: np.ndarray, labels: list[s
     bert_export.quantize(bundle / "model.onnx", int8, AutoConfig.from_pretrained(bundle / "hf"))
     variants = {
         "torch_fp32": bert_export.torch_proba(model, tokenizer, max_length),
-        "onnx_fp32": OnnxPredictor.load(bundle, threads=args.threads).predict_proba,
+        "onnx_fp32": OnnxPredictor.load(Bundle(bundle), threads=args.threads).predict_proba,
         "onnx_int8": OnnxPredictor(labels, session(int8, args.threads),
                                    Tokenizer.from_file(str(bundle / "tokenizer.json"))
                                    ).predict_proba}

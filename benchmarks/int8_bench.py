@@ -21,8 +21,9 @@ from tokenizers import Tokenizer
 HERE = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(HERE))
 
+from manset_serving.onnx import OnnxPredictor, session  # noqa: E402
+
 from training import bert_export, dataset  # noqa: E402
-from training.predict_onnx import OnnxPredictor, session  # noqa: E402
 
 
 def graphs(fp32: Path, out: Path, config: Any) -> dict[str, tuple[Path, list[str]]]:

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from manset_serving import load
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import f1_score
@@ -21,7 +22,6 @@ from sklearn.svm import LinearSVC
 
 from training import baseline, export, pipeline
 from training.dataset import BuildConfig
-from training.predict import Predictor
 from training.project import Paths
 from training.text import for_model
 
@@ -86,7 +86,7 @@ def main() -> int:
                                  card.fingerprint, "")
         export.write_tfidf(Path(tmp), arrays, info)
         record("manset: exported bundle (hashed word+char n-grams)",
-               Predictor.load(Path(tmp)).predict_proba, fit_seconds)
+               load(Path(tmp)).predict_proba, fit_seconds)
 
     ours = rows["manset: exported bundle (hashed word+char n-grams)"]
     plain = rows[next(iter(peers))]

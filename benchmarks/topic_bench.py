@@ -23,9 +23,10 @@ from sklearn.metrics import accuracy_score, f1_score
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from manset_serving import load  # noqa: E402
+
 from training import baseline, dataset, tasks  # noqa: E402
 from training.files import write_text  # noqa: E402
-from training.predict import load_bundle  # noqa: E402
 from training.text import dedup_key  # noqa: E402
 
 GOLD_WEIGHTS = (1.0, 3.0, 10.0)
@@ -101,7 +102,7 @@ def main() -> int:
     best = max(validation, key=lambda w: validation[w])
     results["chosen_gold_weight"] = best
     if args.bert_bundle:
-        preds["bert bundle"] = load_bundle(args.bert_bundle).predict_proba(texts).argmax(1)
+        preds["bert bundle"] = load(args.bert_bundle).predict_proba(texts).argmax(1)
     for name, pred in preds.items():
         results["models"][name] = scores(y, pred, mask)
     tfidf = f"tfidf, gold weight {best:g}"

@@ -63,3 +63,12 @@ def project(tmp_path: Path, mlflow_template: Path, monkeypatch: pytest.MonkeyPat
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.delenv("MANSET_ROOT", raising=False)
     return make_project(tmp_path / "project", mlflow_template)
+
+
+def verify(folder: Path) -> dict:
+    """A bundle's manifest, after checking every file it lists."""
+    from manset_serving.bundle import Bundle
+
+    bundle = Bundle(folder)
+    bundle.verify_all()
+    return bundle.manifest

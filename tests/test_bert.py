@@ -22,14 +22,15 @@ transformers = pytest.importorskip("transformers")
 pytest.importorskip("onnxruntime")
 
 import mlflow  # noqa: E402
-from conftest import DATA, ROOT, make_project  # noqa: E402
+from conftest import DATA, ROOT, make_project, verify  # noqa: E402
+from manset_serving import load  # noqa: E402
+from manset_serving.bundle import Bundle  # noqa: E402
+from manset_serving.onnx import OnnxPredictor  # noqa: E402
 from mlflow import MlflowClient  # noqa: E402
 from transformers import TrainerCallback  # noqa: E402
 
-from training import bert, evaluation, export  # noqa: E402
+from training import bert, evaluation  # noqa: E402
 from training.cli import main  # noqa: E402
-from training.predict import load_bundle, verify  # noqa: E402
-from training.predict_onnx import OnnxPredictor  # noqa: E402
 from training.project import Paths, ProjectError  # noqa: E402
 
 HEADLINES = DATA / "labelled" / "trthaber_headlines.csv"
@@ -147,38 +148,39 @@ def test_onnx_logits_match_the_torch_model(trained: Path) -> None:
                     return_tensors="pt")
     with torch.inference_mode():
         want = model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"]).logits
-    onnx = OnnxPredictor.load(bundle)
+    onnx = OnnxPredictor.load(Bundle(bundle))
     # the bundle's own tokenizer.json truncates and pads as the training tokenizer does
     ours = onnx.tokenizer.encode_batch(texts)
     assert [e.ids for e in ours] == enc["input_ids"].tolist()
     np.testing.assert_allclose(onnx.logits(texts), want.numpy(), atol=1e-4)
 
 
-def test_bundle_predicts_without_torch_or_transformers(trained: Path, tmp_path: Path) -> None:
+def test_bundle_predicts_without_the_training_stack(trained: Path, tmp_path: Path) -> None:
     bundle = trained / "models" / "category" / "bert"
     texts = _test_texts(trained)[:25]
     shim = tmp_path / "shim"
     shim.mkdir()
+    blocked = ("torch", "transformers", "training", "mlflow", "sklearn", "datasets")
     (shim / "sitecustomize.py").write_text(  # `import torch` now raises ImportError
-        "import sys\nfor name in ('torch', 'transformers'):\n    sys.modules[name] = None\n")
-    code = ("import json, sys\nfrom pathlib import Path\n"
-            "from training.predict import load_bundle\n"
-            "p = load_bundle(Path(sys.argv[1]))\n"
-            "out = p.predict(json.loads(sys.argv[2]))\n"
-            "assert sys.modules.get('torch') is None and sys.modules.get('transformers') is None\n"
+        f"import sys\nfor name in {blocked!r}:\n    sys.modules[name] = None\n")
+    code = ("import json, sys\n"
+            "from manset_serving import load\n"
+            "out = load(sys.argv[1]).predict(json.loads(sys.argv[2]))\n"
             "print(json.dumps(out))\n")
-    env = {**os.environ, "PYTHONPATH": f"{shim}{os.pathsep}{ROOT}"}
+    env = {**os.environ, "PYTHONPATH": f"{shim}{os.pathsep}{ROOT / 'serving'}"}
     out = subprocess.run([sys.executable, "-c", code, str(bundle), json.dumps(texts)], env=env,
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
-    assert json.loads(out.stdout) == load_bundle(bundle).predict(texts)
-    guard = subprocess.run([sys.executable, "-c", "import torch"], env=env, capture_output=True)
-    assert guard.returncode != 0  # the shim really blocks torch
+    assert json.loads(out.stdout) == load(bundle).predict(texts)
+    for name in blocked:  # the shim really blocks them
+        guard = subprocess.run([sys.executable, "-c", f"import {name}"], env=env,
+                               capture_output=True)
+        assert guard.returncode != 0, name
 
 
 def test_predict_cli_and_pyfunc_use_the_champion(trained: Path, capsys) -> None:
     root = ["--root", str(trained)]
-    assert export.default_model(trained / "models" / "category") == "bert"
+    assert verify(trained / "models" / "category" / "champion")["model"] == "bert"
     assert main(["predict", *root, "Galatasaray derbide 3-1 kazandı"]) == 0
     default = json.loads(capsys.readouterr().out)
     assert main(["predict", *root, "--model", "bert", "Galatasaray derbide 3-1 kazandı"]) == 0
@@ -190,29 +192,37 @@ def test_predict_cli_and_pyfunc_use_the_champion(trained: Path, capsys) -> None:
     assert set(json.loads(out)["probabilities"]) == set(default["probabilities"]) if kept \
         else "only when it loses at most 0.5 point" in err
     assert main(["predict", *root, "--model", "tfidf", "Borsa güne yükselişle başladı"]) == 1
-    assert "not a manset bundle" in capsys.readouterr().err
+    assert "no such bundle folder" in capsys.readouterr().err
     import pandas as pd
 
     _client(trained)
     texts = _test_texts(trained)[:5]
     served = mlflow.pyfunc.load_model("models:/manset-category@champion").predict(
         pd.DataFrame({"text": texts}))
-    assert list(served["label"]) == [r["label"] for r in load_bundle(
+    assert list(served["label"]) == [r["label"] for r in load(
         trained / "models" / "category" / "bert").predict(texts)]
 
 
-def test_default_model_follows_the_champion_record(tmp_path: Path) -> None:
-    task_dir = tmp_path / "models" / "category"
-    for family, run in (("tfidf", "r1"), ("bert", "r2")):
-        (task_dir / family).mkdir(parents=True)
-        (task_dir / family / "manifest.json").write_text(json.dumps({"mlflow_run_id": run}))
-    assert export.default_model(task_dir) == "tfidf"  # no record: the baseline
-    export.write_champion(task_dir, "bert", "r2")
-    assert export.default_model(task_dir) == "bert"
-    export.write_champion(task_dir, "bert", "r0")  # a record the bert bundle no longer matches
-    assert export.default_model(task_dir) == "tfidf"
-    shutil.rmtree(task_dir / "tfidf")
-    assert export.default_model(task_dir) == "bert"  # the only bundle
+def test_a_tfidf_run_that_takes_the_alias_is_served(trained: Path, tmp_path: Path,
+                                                    capsys) -> None:
+    """BERT champion first, then a better TF-IDF run: predict follows the alias to TF-IDF, and
+    the BERT bundle stays where it was for --model bert."""
+    trained = Path(shutil.copytree(trained, tmp_path / "copy"))  # the fixture is shared
+    root = ["--root", str(trained)]
+    assert main(["train", "tfidf", *root]) == 0
+    client = _client(trained)
+    champion = client.get_model_version_by_alias("manset-category", "champion")
+    tfidf = verify(trained / "models" / "category" / "tfidf")
+    assert champion.run_id == tfidf["mlflow_run_id"]  # 12 steps of a tiny BERT lose to it
+    assert verify(trained / "models" / "category" / "champion") == tfidf
+    capsys.readouterr()
+    text = "Galatasaray derbide 3-1 kazandı"
+    for args, family in (([], "tfidf"), (["--model", "tfidf"], "tfidf"),
+                         (["--model", "bert"], "bert")):
+        assert main(["predict", *root, *args, text]) == 0
+        got = json.loads(capsys.readouterr().out)
+        want = load(trained / "models" / "category" / family).predict([text])[0]
+        assert got == {"text": text, **want}
 
 
 KILLED_AFTER_SAVE = """

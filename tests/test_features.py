@@ -1,9 +1,8 @@
 """Hashed n-gram features: determinism, order independence, and decision == matrix product."""
 
 import numpy as np
-
-from training import features
-from training.features import FeatureConfig
+from manset_serving import features
+from manset_serving.features import FeatureConfig
 
 CFG = FeatureConfig(char_bits=16, word_bits=14, batch=4)  # small tables, several batches
 TEXTS = ["Fenerbahçe deplasmanda kazandı", "Merkez Bankası faizi sabit tuttu",

@@ -11,11 +11,12 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import verify
+from manset_serving import load
 from mlflow import MlflowClient
 
 from training import baseline, dataset
 from training.cli import main
-from training.predict import Predictor, verify
 
 
 @pytest.fixture()
@@ -65,11 +66,12 @@ def test_bundle_pyfunc_and_pipeline_agree_on_the_test_split(trained):
     names = dd["test"].features["label"].names
     in_memory = [names[i] for i in pipe.predict(texts)]
 
-    bundle = Predictor.load(trained / "models" / "category" / "tfidf")
+    bundle = load(trained / "models" / "category" / "champion")
     exported = [r["label"] for r in bundle.predict(texts)]
     _store(trained)
     pyfunc = mlflow.pyfunc.load_model("models:/manset-category@champion")
     served = list(pyfunc.predict(pd.DataFrame({"text": texts}))["label"])
+    assert list(pyfunc.predict(texts)["label"]) == served  # a plain list works too
     assert exported == in_memory == served
     assert cfg["task"] == "category" and cfg["beta"] > 0
 
@@ -110,7 +112,7 @@ def test_predict_bad_input_is_one_clear_line(trained, capsys, tmp_path, content,
 
 def test_whitespace_headline_argument_is_refused(trained, capsys):
     assert main(["predict", "--root", str(trained), "   "]) == 1
-    assert "headline 1 is empty" in capsys.readouterr().err
+    assert "headlines[0]: empty headline" in capsys.readouterr().err
 
 
 def _snapshot(project: Path) -> dict[str, str]:
@@ -143,11 +145,33 @@ def test_unreachable_server_fails_fast_and_keeps_the_export(trained, capsys, mon
     assert _snapshot(trained) == before
 
 
-def test_second_run_ties_and_keeps_the_champion(trained):
-    assert main(["train", "tfidf", "--root", str(trained)]) == 0
+def test_a_losing_run_does_not_replace_the_served_bundle(trained, capsys):
+    first = verify(trained / "models" / "category" / "champion")["mlflow_run_id"]
+    text = "Merkez Bankası faiz kararını açıkladı"
+    assert main(["predict", "--root", str(trained), text]) == 0
+    served = json.loads(capsys.readouterr().out)
+    assert main(["train", "tfidf", "--root", str(trained)]) == 0  # a tie: the champion stays
+    assert main(["train", "tfidf", "--root", str(trained), "--C", "0.0001"]) == 0  # loses
     client = _store(trained)
     assert str(client.get_model_version_by_alias("manset-category", "champion").version) == "1"
-    assert len(client.search_model_versions("name='manset-category'")) == 2
+    assert len(client.search_model_versions("name='manset-category'")) == 3
+    assert verify(trained / "models" / "category" / "champion")["mlflow_run_id"] == first
+    last = verify(trained / "models" / "category" / "tfidf")["mlflow_run_id"]
+    assert last != first  # the last run's bundle is kept beside it, for inspection
+    capsys.readouterr()
+    assert main(["predict", "--root", str(trained), text]) == 0
+    assert json.loads(capsys.readouterr().out) == served
+    assert main(["predict", "--root", str(trained), "--model", "tfidf", text]) == 0
+    assert json.loads(capsys.readouterr().out) != served  # C=0.0001 is nearly uniform
+    record = json.loads((trained / "models" / "category" / "champion.json").read_text())
+    assert record["version"] == "1" and record["mlflow_run_id"] == first
+
+
+def test_bundle_files_are_readable_by_other_users(trained):
+    for folder in ("champion", "tfidf"):
+        for path in (trained / "models" / "category" / folder).iterdir():
+            assert path.stat().st_mode & 0o777 == 0o644, path
+    assert (trained / "models" / "category" / "champion.json").stat().st_mode & 0o777 == 0o644
 
 
 def test_one_class_task_and_missing_table_fail_cleanly(project, capsys):

@@ -4,8 +4,8 @@ import unicodedata
 
 from hypothesis import given
 from hypothesis import strategies as st
+from manset_serving import features
 
-from training import features
 from training.text import dedup_key, for_model, headline_id, label_key, nfc, tr_lower, tr_upper
 
 

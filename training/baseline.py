@@ -4,14 +4,13 @@ probabilities. A scikit-learn Pipeline at training time; plain arrays once expor
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
+from manset_serving import features
+from manset_serving.features import FeatureConfig
 from scipy import sparse
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.pipeline import Pipeline
 from sklearn.svm import LinearSVC
-
-from training import features
-from training.features import FeatureConfig
 
 
 @dataclass(frozen=True)
@@ -32,7 +31,8 @@ class TfidfConfig:
 
 
 class NgramTfidf(TransformerMixin, BaseEstimator):
-    """scikit-learn face of training.features: fit learns the idf, transform gives the matrix."""
+    """scikit-learn face of manset_serving.features: fit learns the idf, transform gives the
+    matrix."""
 
     def __init__(self, config: FeatureConfig | None = None) -> None:
         self.config = config
@@ -66,7 +66,7 @@ def fit(cfg: TfidfConfig, texts: list[str], y: np.ndarray, label_sources: list[s
 
 
 def export_arrays(pipe: Pipeline) -> tuple[dict[str, np.ndarray], float]:
-    """The fitted pipeline as arrays for training.predict, and the inverse temperature."""
+    """The fitted pipeline as arrays for the TF-IDF bundle, and the inverse temperature."""
     calibrated = pipe.named_steps["clf"].calibrated_classifiers_[0]
     svm = calibrated.estimator
     (scaler,) = calibrated.calibrators

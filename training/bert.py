@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from accelerate import PartialState
 from datasets import DatasetDict
+from manset_serving.onnx import BATCH
 from sklearn.metrics import accuracy_score, f1_score
 from transformers import (
     AutoModelForSequenceClassification,
@@ -35,11 +36,10 @@ from transformers import (
     set_seed,
 )
 
-from training import bert_export, dataset, export, tracking
+from training import bert_export, dataset, tracking
 from training.e5 import E5_NAME
 from training.files import write_text
 from training.pipeline import Trained, TrainResult, finish_run
-from training.predict_onnx import BATCH
 from training.project import Paths, ProjectError
 
 DEFAULT_MODEL = "dbmdz/bert-base-turkish-cased"
@@ -324,8 +324,6 @@ def train_bert(paths: Paths, task: str, cfg: BertTrainConfig, resume: bool = Fal
                        {"train_seconds": train_seconds, "token_length_p50": p50,
                         "token_length_p99": p99, "max_length": float(max_length)}, source,
                        trainer.state.global_step)
-    if result.registration.champion_moved:
-        export.write_champion(paths.root / "models" / task, "bert", run_id)
     shutil.rmtree(folder, ignore_errors=True)  # the bundle holds the model now
     return result
 
@@ -343,5 +341,5 @@ def _ship(paths: Paths, task: str, cfg: BertTrainConfig, run_id: str, dd: Datase
     return finish_run(paths, Trained(
         task, "bert", run_id, dd, card, proba, config,
         write=lambda folder, info: bert_export.write(folder, prepared, info),
-        requirements=export.requirements_bert(), metrics={**metrics, **prepared.metrics},
+        metrics={**metrics, **prepared.metrics},
         step=step))

@@ -14,10 +14,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from sklearn.metrics import f1_score
-
-from training import evaluation, export
-from training.predict_onnx import (
+from manset_serving.onnx import (
     BATCH,
     INT8_FILE,
     ONNX_FILE,
@@ -26,6 +23,9 @@ from training.predict_onnx import (
     length_order,
     session,
 )
+from sklearn.metrics import f1_score
+
+from training import evaluation, export
 
 OPSET = 17  # LayerNormalization is a single op from 17; every onnxruntime since 1.14 runs it
 INT8_TOLERANCE = 0.005  # the int8 model may lose at most 0.5 point test macro-F1 (DESIGN.md)

@@ -1,5 +1,6 @@
 """`manset`: one command, a subcommand per stage. User errors print one line and exit 1."""
 
+import dataclasses
 import json
 import logging
 import os
@@ -247,36 +248,62 @@ def predict(
     task: Annotated[str, typer.Option(
         help="category, topic, or all (both, one line per headline).")] = "category",
     model: Annotated[str | None, typer.Option(
-        help="Which bundle: tfidf or bert [default: the task's champion].")] = None,
+        help="The last run's bundle of a family (tfidf, bert) instead of the champion.")] = None,
+    bundle: Annotated[Path | None, typer.Option(
+        help="A bundle folder to use instead of the champion (one task).")] = None,
     input: Annotated[Path | None, typer.Option(
         "--input", help="A file: one headline per line, or a CSV with a 'title' column.")] = None,
     int8: Annotated[bool, typer.Option(
         "--int8", help="A BERT bundle's int8 model: faster, within 0.5 point macro-F1.")] = False,
     root: RootOpt = Path("."),
 ) -> None:
-    """Classify headlines with exported bundles; prints JSON lines."""
-    from training.export import default_model
-    from training.predict import load_bundle
+    """Classify headlines with the registered champion of each task (models/<task>/champion/);
+    prints JSON lines."""
+    from manset_serving import check_texts, load
+
     from training.tasks import TASKS
 
     names = list(TASKS) if task == "all" else [_known_task(task)]
+    if bundle is not None and len(names) > 1:
+        raise ValueError("--bundle names one bundle: use it with one --task")
     items = list(texts or [])
     if input is not None:
         items += read_headlines(input)
     if not items:
         raise ValueError("no headlines given: pass them as arguments or with --input FILE")
-    for i, t in enumerate(items, 1):
-        if not t.strip():
-            raise ValueError(f"headline {i} is empty")
+    check_texts(items)
     paths = _paths(root)
     outputs = {}
     for name in names:
-        chosen = model or default_model(paths.root / "models" / name)
-        outputs[name] = load_bundle(paths.bundle(name, chosen), int8=int8).predict(items)
+        folder = bundle or (paths.bundle(name, model) if model else paths.champion(name))
+        outputs[name] = load(folder, int8=int8).predict(items)
     for i, t in enumerate(items):
         line = ({"text": t, **{n: outputs[n][i] for n in names}} if task == "all"
                 else {"text": t, **outputs[names[0]][i]})
         sys.stdout.write(json.dumps(line, ensure_ascii=False) + "\n")
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    threads: Annotated[int | None, typer.Option(
+        help="Predictions running at once [default: cores, at most 8].")] = None,
+    root: RootOpt = Path("."),
+) -> None:
+    """Serve the champion of every exported task over HTTP (POST /v1/classify, docs at /docs);
+    a newly exported champion is picked up without a restart. Needs the serve extra."""
+    try:
+        from manset_serving.service import Settings
+        from manset_serving.service import serve as run_service
+    except ImportError as e:
+        raise ProjectError(f"serve needs the serve extra ({e}): pip install -e './serving[serve]'"
+                           ) from e
+    settings = Settings(_paths(root).models)
+    if threads is not None:
+        settings = dataclasses.replace(settings, threads=threads)
+    err.print(f"serving {settings.models} on http://{host}:{port} (docs: /docs)")
+    run_service(settings, host, port)
 
 
 @app.command("annotate")

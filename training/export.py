@@ -1,22 +1,26 @@
 """Bundles under models/<task>/<model>/: everything a service needs, checksummed."""
 
 import json
+import os
 import platform
+import shutil
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 
 import numpy as np
+from manset_serving.bundle import FORMAT_VERSION, MANIFEST, NAMES_FILE, sha256
+from manset_serving.champion import RECORD, champion_dir
+from manset_serving.tfidf import MODEL_FILE
 from safetensors.numpy import save_file
 
 from training.evaluation import metric_key
-from training.files import write_text
-from training.predict import MODEL_FILE, NAMES_FILE, sha256
+from training.files import readable, staged_dir, write_text
 
 # Versions a service needs to match; recorded so a mismatch can be found later.
-PACKAGES = ("manset", "numpy", "scipy", "safetensors", "scikit-learn", "onnxruntime",
-            "tokenizers", "transformers", "torch")
+PACKAGES = ("manset", "manset-serving", "numpy", "scipy", "safetensors", "scikit-learn",
+            "onnxruntime", "tokenizers", "transformers", "torch")
 
 
 @dataclass(frozen=True)
@@ -42,22 +46,20 @@ def versions() -> dict[str, str]:
     return out
 
 
-def requirements() -> list[str]:
-    """What the MLflow pyfunc of a TF-IDF bundle needs to load, pinned to what trained it."""
-    return [f"{p}=={metadata.version(p)}" for p in ("numpy", "scipy", "safetensors", "pandas")]
-
-
-def requirements_bert() -> list[str]:
-    """What the MLflow pyfunc of a BERT bundle needs: the ONNX predictor, and what
-    training.predict (which dispatches to it) imports. No torch, no transformers."""
-    return [f"{p}=={metadata.version(p)}" for p in
-            ("numpy", "scipy", "safetensors", "onnxruntime", "tokenizers", "pandas")]
+def requirements(family: str) -> list[str]:
+    """What the MLflow pyfunc of a bundle needs besides MLflow (which brings pandas): the
+    manset_serving package travels with the model, its dependencies are these. Lower bounds at
+    the trained versions' minor release, not pins, so a Spark or serving image can keep its own
+    pandas and patch releases."""
+    names = ["numpy", "scipy", "safetensors"] + (["onnxruntime", "tokenizers"]
+                                                 if family == "bert" else [])
+    return [f"{p}>={'.'.join(metadata.version(p).split('.')[:2])}" for p in names]
 
 
 def _onnx_lines(info: BundleInfo) -> list[str]:
     """The ONNX variants of a BERT bundle and why the int8 one is there or not."""
     onnx = info.config.get("onnx")
-    if info.model != "bert" or not onnx:
+    if not onnx:
         return []
     q = onnx["int8"]
     verdict = ("kept as `model.int8.onnx` (`OnnxPredictor.load(folder, int8=True)`)" if q["kept"]
@@ -95,10 +97,9 @@ def model_card(info: BundleInfo) -> str:
         f"MLflow run `{info.run_id}`, dataset fingerprint `{info.dataset_fingerprint}`.", "",
         "## Training data", "", info.data_card,
         "## Use", "", "```python",
-        "from pathlib import Path",
-        "from training.predict import load_bundle",
-        "p = load_bundle(Path('.'))",
-        "p.predict(['Merkez Bankası faiz kararını açıkladı'])",
+        "from manset_serving import load  # pip install ./serving (see the README)",
+        "model = load('.')",
+        "model.predict(['Merkez Bankası faiz kararını açıkladı'])",
         "```", "", *_onnx_lines(info),
         "Limits: trained on TRT Haber section pages and a 2016-2019 headline set; headlines from "
         "other sites and sections (Dünya, Gündem) are out of its training distribution.", ""])
@@ -113,15 +114,17 @@ def finish(folder: Path, info: BundleInfo) -> None:
                                                     indent=1))
     (folder / "MODEL_CARD.md").write_text(model_card(info))
     manifest = {
-        "task": info.task, "model": info.model, "created_at": datetime.now(UTC).isoformat(),
+        "format_version": FORMAT_VERSION, "task": info.task, "model": info.model,
+        "created_at": datetime.now(UTC).isoformat(),
         "mlflow_run_id": info.run_id, "dataset_fingerprint": info.dataset_fingerprint,
         "metrics": {k: round(v, 6) for k, v in info.metrics.items()},
         "versions": versions(),
         # Nested files too (a BERT bundle keeps its Hugging Face folder under hf/).
         "files": {p.relative_to(folder).as_posix(): sha256(p) for p in sorted(folder.rglob("*"))
-                  if p.is_file() and p.relative_to(folder).as_posix() != "manifest.json"},
+                  if p.is_file() and p.relative_to(folder).as_posix() != MANIFEST},
     }
-    (folder / "manifest.json").write_text(json.dumps(manifest, ensure_ascii=False, indent=1))
+    (folder / MANIFEST).write_text(json.dumps(manifest, ensure_ascii=False, indent=1))
+    readable(folder)  # a service often runs as another user
 
 
 def write_tfidf(folder: Path, arrays: dict[str, np.ndarray], info: BundleInfo) -> None:
@@ -129,24 +132,21 @@ def write_tfidf(folder: Path, arrays: dict[str, np.ndarray], info: BundleInfo) -
     finish(folder, info)
 
 
-CHAMPION_FILE = "CHAMPION"  # models/<task>/CHAMPION: which bundle holds the registered champion
+def install_champion(models: Path, task: str, bundle: Path, version: object, run_id: str
+                     ) -> Path:
+    """Copy a newly promoted run's bundle to models/<task>/champion/ (swapped in whole, files
+    hard-linked where the file system allows), then record its registered version beside it."""
+    target = champion_dir(models, task)
+    with staged_dir(target) as folder:
+        shutil.copytree(bundle, folder, dirs_exist_ok=True, copy_function=_link_or_copy)
+    write_text(models / task / RECORD, json.dumps(
+        {"task": task, "version": str(version), "mlflow_run_id": run_id,
+         "promoted_at": datetime.now(UTC).isoformat()}, indent=1))
+    return target
 
 
-def write_champion(task_dir: Path, model: str, run_id: str) -> None:
-    """Record the champion's family beside the bundles, so `manset predict` picks it without
-    asking MLflow. The run id lets a reader tell a stale record from a current one."""
-    write_text(task_dir / CHAMPION_FILE, json.dumps({"model": model, "mlflow_run_id": run_id}))
-
-
-def default_model(task_dir: Path) -> str:
-    """The family `manset predict` uses when none is named: the champion's, when the bundle
-    CHAMPION names still comes from the champion run; else the only bundle; else tfidf."""
-    record = task_dir / CHAMPION_FILE
-    if record.is_file():
-        champion = json.loads(record.read_text())
-        manifest = task_dir / champion["model"] / "manifest.json"
-        if manifest.is_file() and json.loads(manifest.read_text()).get(
-                "mlflow_run_id") == champion["mlflow_run_id"]:
-            return champion["model"]
-    found = sorted(m.parent.name for m in task_dir.glob("*/manifest.json"))
-    return found[0] if len(found) == 1 else "tfidf"
+def _link_or_copy(src: str, dst: str) -> None:
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)

@@ -7,6 +7,16 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+FILE_MODE, DIR_MODE = 0o644, 0o755  # what we write is readable by other users (a service's)
+
+
+def readable(folder: Path) -> None:
+    """Files 0644 and folders 0755 under `folder` (safetensors and mkstemp write 0600)."""
+    folder.chmod(DIR_MODE)
+    for p in folder.rglob("*"):
+        if not p.is_symlink():
+            p.chmod(DIR_MODE if p.is_dir() else FILE_MODE)
+
 
 def write_text(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -14,6 +24,7 @@ def write_text(path: Path, text: str) -> None:
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
+        os.chmod(tmp, FILE_MODE)  # mkstemp makes it 0600
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -11,13 +11,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from datasets import DatasetDict
+from manset_serving import load
 
 from training import baseline, dataset, evaluation, export, gold, headlines, tasks, tracking
 from training.dataset import BuildConfig, DataCard
 from training.files import staged_dir
-from training.predict import load_bundle
 from training.project import Paths
-from training.pyfunc import output_frame
 
 
 @dataclass
@@ -91,7 +90,6 @@ def train_tfidf(paths: Paths, task: str, cfg: baseline.TfidfConfig) -> TrainResu
             paths, Trained(task, "tfidf", run_id, dd, card, pipe.predict_proba,
                            config={"task": task, **asdict(cfg), "beta": beta},
                            write=lambda folder, info: export.write_tfidf(folder, arrays, info),
-                           requirements=export.requirements(),
                            metrics={"train_seconds": train_seconds}))
 
 
@@ -107,15 +105,15 @@ class Trained:
     proba: evaluation.ProbaFn  # the in-memory model: texts -> probabilities
     config: dict  # resolved training config, saved in the bundle
     write: Callable[[Path, export.BundleInfo], None]  # writes the bundle into a folder
-    requirements: list[str]  # pip requirements of the pyfunc
     metrics: dict[str, float]  # e.g. train_seconds
     step: int = 0  # the final metrics are logged at this step: BERT's last training step, so
     #                they end its validation curves rather than start them at step 0
 
 
 def finish_run(paths: Paths, t: Trained) -> TrainResult:
-    """Evaluate, export (atomically), check the export against the in-memory model, time it,
-    log it all and register it. Runs inside the model's MLflow run."""
+    """Evaluate, export (atomically) to models/<task>/<family>/, check the export against the
+    in-memory model, time it, log it all and register it; when the run becomes the champion,
+    install its bundle as models/<task>/champion/. Runs inside the model's MLflow run."""
     labels = t.dd["train"].features["label"].names
     x_test, y_test = list(t.dd["test"]["text"]), np.array(t.dd["test"]["label"])
     val = evaluation.evaluate(t.proba, list(t.dd["validation"]["text"]),
@@ -129,7 +127,7 @@ def finish_run(paths: Paths, t: Trained) -> TrainResult:
                                  t.card.fingerprint, t.card.markdown(),
                                  {lb: names[lb] for lb in labels if lb in names})
         t.write(folder, info)
-        predictor = load_bundle(folder)
+        predictor = load(folder)
         # The shipped model must be the trained one: same labels on every test headline.
         shipped = predictor.predict_proba(x_test).argmax(1)
         if not np.array_equal(shipped, t.proba(x_test).argmax(1)):
@@ -140,11 +138,14 @@ def finish_run(paths: Paths, t: Trained) -> TrainResult:
         tracking.log_evaluation(metrics, ev.report, ev.confusion, ev.worst, t.card.markdown(),
                                 t.step)
         example = x_test[:3]
-        tracking.log_model(folder, t.task, example, output_frame(predictor, example),
-                           t.requirements)
+        tracking.log_model(folder, t.task, example, pd.DataFrame(predictor.predict(example)),
+                           export.requirements(t.model))
         registration = tracking.promote(
             t.task, t.run_id, t.card.fingerprint, metrics["test_macro_f1"],
             rescore=lambda uri: _rescore(uri, x_test, y_test, labels))
+    if registration.champion_moved:
+        export.install_champion(paths.models, t.task, paths.bundle(t.task, t.model),
+                                registration.version, t.run_id)
     return TrainResult(t.task, t.model, t.run_id, metrics, paths.bundle(t.task, t.model),
                        registration)
 
@@ -166,6 +167,6 @@ def _rescore(uri: str, texts: list[str], y: np.ndarray, labels: list[str]) -> fl
     """Test macro-F1 of a registered model on this dataset's test split, labels matched by name."""
     from sklearn.metrics import f1_score
 
-    out = pd.DataFrame(tracking.load_pyfunc(uri).predict(pd.DataFrame({"text": texts})))
+    out = pd.DataFrame(tracking.load_pyfunc(uri).predict(texts))
     pred = [labels.index(lb) if lb in labels else -1 for lb in out["label"]]
     return float(f1_score(y, pred, labels=list(range(len(labels))), average="macro"))

@@ -3,6 +3,8 @@
 from dataclasses import dataclass
 from pathlib import Path
 
+from manset_serving.champion import champion_dir
+
 from training.headlines import Aliases
 
 
@@ -25,8 +27,17 @@ class Paths:
     def built(self, task: str) -> Path:
         return self.root / "data" / "build" / task
 
+    @property
+    def models(self) -> Path:
+        return self.root / "models"
+
     def bundle(self, task: str, model: str) -> Path:
-        return self.root / "models" / task / model
+        """The last run's bundle of a model family: written by every run, winning or not."""
+        return self.models / task / model
+
+    def champion(self, task: str) -> Path:
+        """The registered champion's bundle: what predict and the service use."""
+        return champion_dir(self.models, task)
 
     def aliases(self) -> Aliases:
         data = self.root / "data"

@@ -9,7 +9,8 @@ import hashlib
 import re
 import unicodedata
 
-_UPPER_TO_LOWER = str.maketrans({"I": "ı", "İ": "i"})
+from manset_serving.text import tr_lower  # the served model lower-cases the same way
+
 _LOWER_TO_UPPER = str.maketrans({"i": "İ", "ı": "I"})
 # ASCII folding, for matching labels typed without Turkish letters ("Dunya", "saglik").
 _ASCII_FOLD = str.maketrans("çğıöşüâîû", "cgiosuaiu")
@@ -22,11 +23,6 @@ _DIGIT = re.compile(r"\d")
 def nfc(text: str) -> str:
     """Unicode NFC with runs of white space (newlines, NBSP) folded to one space."""
     return _SPACES.sub(" ", unicodedata.normalize("NFC", text)).strip()
-
-
-def tr_lower(text: str) -> str:
-    """Turkish lower case of NFC text: I → ı, İ → i, then the usual rules."""
-    return unicodedata.normalize("NFC", text).translate(_UPPER_TO_LOWER).lower()
 
 
 def tr_upper(text: str) -> str:

@@ -1,24 +1,28 @@
-"""Everything MLflow: the rest of the package does not import it (training.pyfunc aside, which is
-what MLflow itself loads)."""
+"""Everything MLflow: the rest of the package does not import it (manset_serving.pyfunc is what
+MLflow itself loads)."""
 
 import os
+import shutil
 import subprocess
+import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import manset_serving
 import mlflow
 import pandas as pd
 from datasets import DatasetDict
 from mlflow import MlflowClient
 from mlflow.data.huggingface_dataset import from_huggingface
-from mlflow.models import infer_signature
+from mlflow.models import ModelSignature, infer_signature
 from mlflow.pyfunc import PyFuncModel
 
 from training.project import ProjectError
 
-PYFUNC_FILE = Path(__file__).with_name("pyfunc.py")
+SERVING = Path(manset_serving.__file__).parent  # the only code a logged model carries
+PYFUNC_FILE = SERVING / "pyfunc.py"
 CHAMPION = "champion"
 
 
@@ -125,12 +129,20 @@ def log_curve(name: str, value: float, step: int) -> None:
 
 def log_model(bundle: Path, task: str, example: list[str], output: pd.DataFrame,
               requirements: list[str]) -> str:
-    """Log the bundle as a pyfunc (model from code) and register it; returns the model URI."""
-    info = mlflow.pyfunc.log_model(
-        name="model", python_model=str(PYFUNC_FILE), artifacts={"bundle": str(bundle)},
-        code_paths=[str(PYFUNC_FILE.parent)], pip_requirements=requirements,
-        signature=infer_signature(pd.DataFrame({"text": example}), output),
-        input_example=pd.DataFrame({"text": example}), registered_model_name=model_name(task))
+    """Log the bundle as a pyfunc (model from code, carrying manset_serving only) and register
+    it; returns the model URI. The signature has no input schema: MLflow would then insist on a
+    `text` column, and the model also takes a list, a Series or a `title` column (it checks its
+    input itself)."""
+    signature = infer_signature(pd.DataFrame({"text": example}), output)
+    with tempfile.TemporaryDirectory() as tmp:  # the package without its __pycache__
+        code = shutil.copytree(SERVING, Path(tmp) / SERVING.name,
+                               ignore=shutil.ignore_patterns("__pycache__"))
+        info = mlflow.pyfunc.log_model(
+            name="model", python_model=str(PYFUNC_FILE), artifacts={"bundle": str(bundle)},
+            code_paths=[str(code)], pip_requirements=requirements,
+            signature=ModelSignature(inputs=None, outputs=signature.outputs),
+            input_example=pd.DataFrame({"text": example}),
+            registered_model_name=model_name(task))
     return info.model_uri
 
 

@@ -6,7 +6,7 @@ time (~5k headlines/s). Here a batch of headlines becomes one matrix of code poi
 n-gram of every headline is hashed at once from prefix sums of a polynomial hash (mod 2^64, the
 natural wrap-around of uint64), so feature extraction costs a few numpy passes per batch.
 
-This module needs only numpy and scipy: the exported predictor imports it without scikit-learn.
+This module needs only numpy and scipy: training and the served model share it.
 """
 
 import unicodedata
@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import sparse
 
-from training.text import tr_lower
+from manset_serving.text import tr_lower
 
 _BASE = np.uint64(0x100000001B3)  # odd, so it has an inverse mod 2^64 (needed for substrings)
 _INV = np.uint64(pow(int(_BASE), -1, 2**64))

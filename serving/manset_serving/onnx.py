@@ -1,12 +1,11 @@
-"""The lean BERT predictor: an exported bundle through onnxruntime and tokenizers only.
+"""The BERT family: an exported bundle through onnxruntime and tokenizers only.
 
-No torch, no transformers: a service loads `models/<task>/bert/` with numpy, onnxruntime and
-tokenizers, and gets the labels the training-time model gave (finish_run checks it on the whole
-test split). Checksums in manifest.json are verified before anything is read.
+No torch, no transformers: a service loads a BERT bundle with numpy, onnxruntime and tokenizers,
+and gets the labels the training-time model gave (finish_run checks it on the whole test split).
+The model and tokenizer are built from the bytes the manifest check read.
 """
 
-import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +13,7 @@ import numpy as np
 import onnxruntime as ort
 from tokenizers import Tokenizer
 
-from training.predict import label_rows, read_names, verify
+from manset_serving.bundle import Bundle
 
 ONNX_FILE = "model.onnx"
 INT8_FILE = "model.int8.onnx"
@@ -28,7 +27,7 @@ def length_order(texts: list[str]) -> np.ndarray:
     return np.argsort([len(t) for t in texts], kind="stable")
 
 
-def session(path: Path, threads: int = 0) -> Any:
+def session(model: Path | bytes, threads: int = 0) -> Any:
     """An onnxruntime CPU session; threads=0 lets onnxruntime use every physical core.
 
     The runtime's SkipLayerNormFusion is turned off: on the int8 graph its fused op ran slower
@@ -36,7 +35,8 @@ def session(path: Path, threads: int = 0) -> Any:
     graph is not affected."""
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = threads
-    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"],
+    return ort.InferenceSession(model if isinstance(model, bytes) else str(model), opts,
+                                providers=["CPUExecutionProvider"],
                                 disabled_optimizers=["SkipLayerNormFusion"])
 
 
@@ -51,26 +51,31 @@ class OnnxPredictor:
     labels: list[str]
     session: Any  # onnxruntime.InferenceSession
     tokenizer: Tokenizer
-    # label → {"en", "tr"}; {} when the labels are names already
-    names: dict[str, dict[str, str]] = field(default_factory=dict)
     batch_size: int = BATCH
 
     @classmethod
-    def load(cls, folder: Path, int8: bool = False, threads: int = 0) -> "OnnxPredictor":
+    def load(cls, bundle: Bundle, int8: bool = False, threads: int = 0) -> "OnnxPredictor":
         """fp32 by default: the int8 model is faster but not argmax-identical to the trained one.
         `int8=True` needs the bundle to have kept it (it is dropped when it loses > 0.5 point
         macro-F1)."""
-        manifest = verify(folder)
-        if manifest.get("model") != "bert":
-            raise ValueError(f"{folder}: a {manifest.get('model')!r} bundle, not bert")
         name = INT8_FILE if int8 else ONNX_FILE
-        if name not in manifest["files"]:
-            raise FileNotFoundError(f"{folder / name}: not in this bundle (the int8 model is kept "
-                                    "only when it loses at most 0.5 point test macro-F1)")
-        return cls(labels=json.loads((folder / "labels.json").read_text()),
-                   session=session(folder / name, threads),
-                   tokenizer=Tokenizer.from_file(str(folder / TOKENIZER_FILE)),
-                   names=read_names(folder, manifest))
+        if int8 and not bundle.has(INT8_FILE):
+            raise bundle.error("not in this bundle (the int8 model is kept only when it loses at "
+                               "most 0.5 point test macro-F1)", INT8_FILE)
+        try:
+            sess = session(bundle.read(name), threads)
+        except (ort.capi.onnxruntime_pybind11_state.Fail,
+                ort.capi.onnxruntime_pybind11_state.InvalidProtobuf,
+                ort.capi.onnxruntime_pybind11_state.InvalidGraph) as e:
+            raise bundle.error(f"not an ONNX model onnxruntime can run ({e})", name) from e
+        try:
+            tokenizer = Tokenizer.from_str(bundle.read(TOKENIZER_FILE).decode("utf-8"))
+        except Exception as e:  # tokenizers raises plain Exception on a bad file
+            raise bundle.error(f"not a tokenizers file ({e})", TOKENIZER_FILE) from e
+        width = sess.get_outputs()[0].shape[-1]
+        if not isinstance(width, int):
+            raise bundle.error("the model's logits have no fixed width", name)
+        return cls(bundle.labels(width), sess, tokenizer)
 
     def logits(self, texts: list[str]) -> np.ndarray:
         out = np.empty((len(texts), len(self.labels)), np.float32)
@@ -85,6 +90,3 @@ class OnnxPredictor:
 
     def predict_proba(self, texts: list[str]) -> np.ndarray:
         return softmax(self.logits(texts))
-
-    def predict(self, texts: list[str]) -> list[dict]:
-        return label_rows(self.labels, self.predict_proba(texts), self.names)

@@ -1,0 +1,35 @@
+"""The one input check, shared by the CLI, the pyfunc and the HTTP service."""
+
+from collections.abc import Sequence
+
+MAX_CHARS = 1000  # a headline is 30-150 characters; a longer text is not a headline
+MAX_BATCH = 10_000
+
+
+class InputError(ValueError):
+    """Input that is not a list of non-empty headlines; the message names the item."""
+
+
+def check_texts(texts: object, max_chars: int = MAX_CHARS, max_batch: int = MAX_BATCH,
+                field: str = "headlines") -> list[str]:
+    """`texts` as a list of headlines, or an InputError naming the first bad item:
+    not a list of strings, empty or white space only, longer than max_chars, not encodable
+    as UTF-8 (a lone surrogate), or more than max_batch of them."""
+    if isinstance(texts, str | bytes) or not isinstance(texts, Sequence):
+        raise InputError(f"{field}: expected a list of strings, got {type(texts).__name__}")
+    if not texts:
+        raise InputError(f"{field}: no headlines given")
+    if len(texts) > max_batch:
+        raise InputError(f"{field}: {len(texts)} headlines, at most {max_batch} per call")
+    for i, t in enumerate(texts):
+        if not isinstance(t, str):
+            raise InputError(f"{field}[{i}]: expected a string, got {type(t).__name__}")
+        if not t.strip():
+            raise InputError(f"{field}[{i}]: empty headline")
+        if len(t) > max_chars:
+            raise InputError(f"{field}[{i}]: {len(t)} characters, at most {max_chars}")
+        try:
+            t.encode("utf-8")
+        except UnicodeEncodeError as e:
+            raise InputError(f"{field}[{i}]: not valid Unicode text ({e.reason})") from e
+    return list(texts)

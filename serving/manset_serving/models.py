@@ -1,0 +1,100 @@
+"""Every model family, loaded from a bundle: the one place where families are told apart."""
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from manset_serving.bundle import Bundle, BundleError
+from manset_serving.inputs import MAX_CHARS, check_texts
+
+
+class Predictor(Protocol):
+    @property
+    def labels(self) -> list[str]: ...
+
+    def predict_proba(self, texts: list[str]) -> np.ndarray: ...
+
+
+def _tfidf(bundle: Bundle, int8: bool) -> Predictor:
+    from manset_serving.tfidf import TfidfPredictor
+
+    if int8:
+        raise bundle.error("int8 applies to BERT bundles; this one is TF-IDF")
+    return TfidfPredictor.load(bundle)
+
+
+def _bert(bundle: Bundle, int8: bool) -> Predictor:
+    try:
+        from manset_serving.onnx import OnnxPredictor
+    except ImportError as e:
+        raise bundle.error(f"a BERT bundle needs onnxruntime and tokenizers ({e}): "
+                           "pip install 'manset-serving[bert]'") from e
+    return OnnxPredictor.load(bundle, int8=int8)
+
+
+# model family (manifest "model") → loader
+FAMILIES: dict[str, Callable[[Bundle, bool], Predictor]] = {"tfidf": _tfidf, "bert": _bert}
+
+
+@dataclass
+class Model:
+    """A loaded bundle: predictions in the one output format, and what it is."""
+
+    bundle: Bundle
+    predictor: Predictor
+    names: dict[str, dict[str, str]] = field(default_factory=dict)  # label → {"en", "tr"}
+    max_chars: int = MAX_CHARS
+
+    @property
+    def labels(self) -> list[str]:
+        return self.predictor.labels
+
+    @property
+    def task(self) -> str:
+        return self.bundle.task
+
+    @property
+    def family(self) -> str:
+        return self.bundle.model
+
+    def info(self) -> dict[str, Any]:
+        m = self.bundle.manifest
+        return {"task": self.task, "model": self.family, "mlflow_run_id": self.bundle.run_id,
+                "created_at": m.get("created_at"), "labels": self.labels,
+                "dataset_fingerprint": m.get("dataset_fingerprint"),
+                "test_macro_f1": m.get("metrics", {}).get("test_macro_f1")}
+
+    def predict_proba(self, texts: list[str]) -> np.ndarray:
+        return self.predictor.predict_proba(texts)
+
+    def predict(self, texts: object) -> list[dict[str, Any]]:
+        """One dict per headline: {"label", "name" (when the labels are codes), "probabilities"}.
+        Bad input raises InputError naming the item."""
+        return self.rows(self.predict_proba(check_texts(texts, self.max_chars)))
+
+    def rows(self, proba: np.ndarray) -> list[dict[str, Any]]:
+        out = []
+        for row in proba:
+            label = self.labels[int(row.argmax())]
+            named = {"name": self.names[label]} if label in self.names else {}
+            out.append({"label": label, **named, "probabilities": {
+                lb: round(float(p), 6) for lb, p in zip(self.labels, row, strict=True)}})
+        return out
+
+
+def load(folder: Path | str, int8: bool = False) -> Model:
+    """The bundle in `folder`, whatever its family, after its manifest checks. int8 picks a BERT
+    bundle's quantised model. Any fault is a BundleError naming the file."""
+    bundle = Bundle(Path(folder))
+    loader = FAMILIES.get(bundle.model)
+    if loader is None:
+        raise bundle.error(f"model family {bundle.model!r} is not one of {sorted(FAMILIES)}",
+                           "manifest.json")
+    predictor = loader(bundle, int8)
+    return Model(bundle, predictor, bundle.names(predictor.labels))
+
+
+__all__ = ["FAMILIES", "BundleError", "Model", "load"]

@@ -1,0 +1,380 @@
+"""The HTTP service: the champion bundle of every exported task behind one JSON API.
+
+    manset-serve --models models --host 127.0.0.1 --port 8000
+
+POST /v1/classify {"headlines": [...], "tasks": ["category", "topic"]} → one result per headline,
+in order, and the model of each task. GET /healthz (the process is up), /readyz (a model is
+loaded), /v1/models; OpenAPI at /docs and /openapi.json.
+
+Models are read from <models>/<task>/champion/ and re-read when a new champion is exported there
+(checked every `reload_seconds`): the new bundle is fully checked before it replaces the old one,
+and a missing, half-written or corrupt bundle leaves the old one serving. Predictions run on a
+bounded pool of threads (numpy and onnxruntime release the GIL), so a slow batch does not stall
+health checks. On SIGTERM uvicorn finishes the requests in flight, then the process exits 0.
+"""
+
+import argparse
+import json
+import logging
+import os
+import signal
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import anyio
+from fastapi import FastAPI, Request, Response
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from manset_serving.bundle import MANIFEST
+from manset_serving.champion import CHAMPION, RECORD, champion_dir, record
+from manset_serving.inputs import MAX_CHARS, InputError, check_texts
+from manset_serving.models import Model, load
+
+MAX_BATCH = 256  # headlines per request
+MAX_BODY = 1 << 20  # bytes per request body
+
+log = logging.getLogger("manset_serving.service")
+
+
+@dataclass(frozen=True)
+class Settings:
+    models: Path = Path("models")
+    max_batch: int = MAX_BATCH
+    max_chars: int = MAX_CHARS
+    max_body: int = MAX_BODY
+    threads: int = min(8, os.cpu_count() or 1)  # predictions running at once
+    reload_seconds: float = 2.0  # how often champion/ is checked for a new bundle
+
+
+class ClassifyRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+    headlines: list[str] = Field(description="Headlines to classify, in order.",
+                                 examples=[["Merkez Bankası faiz kararını açıkladı"]])
+    tasks: list[str] | None = Field(None, description="Tasks to run [default: every exported "
+                                                      "task].", examples=[["category"]])
+
+
+class Prediction(BaseModel):
+    label: str
+    name: dict[str, str] | None = Field(None, description="{en, tr} when labels are codes")
+    probabilities: dict[str, float]
+
+
+class ClassifyResponse(BaseModel):
+    results: list[dict[str, Prediction]] = Field(description="One per headline: task → result")
+    models: dict[str, dict[str, Any]] = Field(description="task → model, version, run id")
+
+
+def _request_schema(settings: Settings) -> dict[str, Any]:
+    """ClassifyRequest's JSON schema with this service's limits, for the OpenAPI document (the
+    handler checks them itself, to answer 413 for a batch over the limit and name the item)."""
+    schema = ClassifyRequest.model_json_schema()
+    schema["properties"]["headlines"].update(
+        minItems=1, maxItems=settings.max_batch,
+        items={"type": "string", "minLength": 1, "maxLength": settings.max_chars,
+               "pattern": r"\S"})
+    return schema
+
+
+def _stat(path: Path) -> tuple[int, int, int] | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_ino, st.st_mtime_ns, st.st_size
+
+
+def _tasks_under(models: Path) -> set[str]:
+    """Tasks with a champion folder or a champion.json, whether or not the bundle is good (so a
+    broken one is reported rather than silently skipped)."""
+    found = {p.parent.name for p in Path(models).glob(f"*/{CHAMPION}")} | \
+        {p.parent.name for p in Path(models).glob(f"*/{RECORD}")}
+    return {t for t in found if not t.startswith(".")}
+
+
+@dataclass
+class Loaded:
+    model: Model
+    version: str | None  # the registered version, from champion.json once it names this run
+    signature: tuple
+
+
+@dataclass
+class Registry:
+    """The champion of each task, swapped whole when a newer bundle appears."""
+
+    models_dir: Path
+    loaded: dict[str, Loaded] = field(default_factory=dict)
+    errors: dict[str, str] = field(default_factory=dict)  # task → why its bundle did not load
+    _tried: dict[str, tuple | None] = field(default_factory=dict)  # task → signature tried
+    _records: dict[str, tuple | None] = field(default_factory=dict)  # task → champion.json read
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def _signature(self, task: str) -> tuple | None:
+        """What identifies the bundle now in champion/; None while there is no folder (absent,
+        or between the two renames of a swap)."""
+        folder = champion_dir(self.models_dir, task)
+        where = _stat(folder)
+        return None if where is None else (where, _stat(folder / MANIFEST))
+
+    def refresh(self) -> None:
+        """Load every task whose champion bundle changed since it was last tried. Never raises:
+        a fault is kept as that task's error and the bundle it had keeps serving."""
+        try:
+            tasks = _tasks_under(self.models_dir) | set(self.loaded)
+        except OSError as e:
+            log.warning("cannot list %s: %s", self.models_dir, e)
+            return
+        for task in sorted(tasks):
+            try:
+                self._refresh(task)
+            except Exception as e:  # a loader fault we did not foresee must not stop the watcher
+                self._fail(task, f"{champion_dir(self.models_dir, task)}: "
+                                 f"{type(e).__name__}: {e}")
+
+    def _refresh(self, task: str) -> None:
+        sig = self._signature(task)
+        if sig is None and task in self.loaded:
+            return  # being swapped (or removed): keep serving what is loaded
+        if task not in self._tried or self._tried[task] != sig:
+            self._tried[task] = sig
+            try:
+                model = load(champion_dir(self.models_dir, task))
+                model.bundle.verify_all()
+            except (ValueError, OSError) as e:  # BundleError is a ValueError
+                self._fail(task, str(e))
+                return
+            with self._lock:
+                self.loaded[task] = Loaded(model, None, sig)
+                self.errors.pop(task, None)
+            self._records.pop(task, None)  # label it below
+        self._label(task)
+
+    def _label(self, task: str) -> None:
+        """The registered version, from champion.json when it names the loaded run. The file is
+        re-read when it changes: it is written just after the bundle is swapped in, so a reload
+        can see the bundle first. A record naming another run (one whose bundle was refused)
+        leaves the loaded model's version as it was."""
+        current = self.loaded.get(task)
+        rec_sig = _stat(self.models_dir / task / RECORD)
+        if current is None or (task in self._records and self._records[task] == rec_sig):
+            return
+        self._records[task] = rec_sig
+        rec = record(self.models_dir, task)
+        if rec.get("mlflow_run_id") != current.model.bundle.run_id or \
+                rec.get("version") is None:
+            return  # it names another run (say one whose bundle was refused): keep what we had
+        version = str(rec["version"])
+        if version != current.version:
+            with self._lock:
+                self.loaded[task] = Loaded(current.model, version, current.signature)
+
+    def _fail(self, task: str, message: str) -> None:
+        log.warning("%s: not loaded: %s", task, message)
+        with self._lock:
+            self.errors[task] = message
+
+    def snapshot(self) -> dict[str, Loaded]:
+        with self._lock:
+            return dict(self.loaded)
+
+    def errors_now(self) -> dict[str, str]:
+        with self._lock:
+            return dict(self.errors)
+
+    def describe(self) -> dict[str, Any]:
+        out: dict[str, Any] = {t: {**x.model.info(), "version": x.version}
+                               for t, x in self.snapshot().items()}
+        for task, error in self.errors_now().items():
+            out.setdefault(task, {})["last_load_error"] = error
+        return out
+
+    def not_ready(self) -> str:
+        """Why no model is loaded, for /readyz and a 503."""
+        errors = self.errors_now()
+        if errors:
+            return "no bundle could be loaded: " + "; ".join(f"{t}: {e}"
+                                                             for t, e in sorted(errors.items()))
+        return (f"no champion bundle under {self.models_dir}/<task>/{CHAMPION}/; export one with "
+                "`manset run` or `manset train`")
+
+
+def _where(loc: tuple | list) -> str:
+    """('headlines', 3) → 'headlines[3]'."""
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "body"
+
+
+def _error(status: int, loc: tuple | list, message: str, kind: str = "value_error"
+           ) -> JSONResponse:
+    """FastAPI's error shape, {"detail": [{"type", "loc": ["body", ...], "msg"}]}, with the
+    field also named at the start of msg."""
+    return JSONResponse({"detail": [{"type": kind, "loc": ["body", *loc],
+                                     "msg": f"{_where(loc)}: {message}"}]}, status)
+
+
+def _invalid(e: ValidationError) -> JSONResponse:
+    errors = e.errors(include_url=False, include_context=False, include_input=False)
+    return JSONResponse({"detail": [{"type": x["type"], "loc": ["body", *x["loc"]],
+                                     "msg": f"{_where(x['loc'])}: {x['msg']}"}
+                                    for x in errors]}, 422)
+
+
+def _not_utf8(body: bytes, e: UnicodeDecodeError) -> JSONResponse:
+    """A body that is not UTF-8: name the headline (or task) that holds the bad bytes when the
+    rest of it is JSON."""
+    try:
+        doc = json.loads(body.decode("utf-8", "surrogateescape"))
+    except ValueError:
+        doc = None
+    if isinstance(doc, dict):
+        for key in ("headlines", "tasks"):
+            items = doc.get(key)
+            for i, x in enumerate(items if isinstance(items, list) else []):
+                if isinstance(x, str) and any("\udc80" <= c <= "\udcff" for c in x):
+                    return _error(422, (key, i), "not valid UTF-8 text", "unicode_error")
+    return _error(422, (), f"not valid UTF-8 (byte {e.start})", "unicode_error")
+
+
+async def _body(request: Request, limit: int) -> bytes | None:
+    """The request body, or None once it passes `limit` bytes (read no further)."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        return None
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def create_app(settings: Settings) -> FastAPI:
+    registry = Registry(settings.models)
+    limiter = anyio.CapacityLimiter(settings.threads)
+    stop = threading.Event()
+
+    def watch() -> None:
+        while not stop.wait(settings.reload_seconds):
+            registry.refresh()
+
+    async def lifespan(app: FastAPI):
+        registry.refresh()
+        watcher = threading.Thread(target=watch, name="manset-reload", daemon=True)
+        watcher.start()
+        yield
+        stop.set()
+
+    app = FastAPI(title="manset", version="1", lifespan=lifespan,
+                  description="Turkish news headline classification (category and topic).")
+    app.state.registry = registry
+
+    @app.get("/healthz")
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", responses={503: {"description": "No model loaded"}})
+    def readyz() -> JSONResponse:
+        loaded = sorted(registry.snapshot())
+        out: dict[str, Any] = {"ready": bool(loaded), "tasks": loaded,
+                               "errors": registry.errors_now()}
+        if not loaded:
+            out["message"] = registry.not_ready()
+        return JSONResponse(out, 200 if loaded else 503)
+
+    @app.get("/v1/models")
+    def models() -> dict[str, Any]:
+        return registry.describe()
+
+    @app.post(
+        "/v1/classify", response_model=ClassifyResponse,
+        openapi_extra={"requestBody": {"required": True, "content": {"application/json": {
+            "schema": _request_schema(settings)}}}},
+        responses={413: {"description": "Body or batch over the size limit"},
+                   422: {"description": "Invalid request: the message names the field"},
+                   503: {"description": "No model loaded for a requested task"}})
+    async def classify(request: Request) -> Response:
+        body = await _body(request, settings.max_body)
+        if body is None:
+            return _error(413, (), f"over {settings.max_body} bytes", "too_large")
+        try:
+            req = ClassifyRequest.model_validate_json(body)
+        except ValidationError as e:
+            try:
+                body.decode("utf-8")
+            except UnicodeDecodeError as bad:
+                return _not_utf8(body, bad)
+            return _invalid(e)
+        if len(req.headlines) > settings.max_batch:
+            return _error(413, ("headlines",), f"{len(req.headlines)} headlines, at most "
+                                               f"{settings.max_batch} per request", "too_large")
+        try:
+            texts = check_texts(req.headlines, settings.max_chars, settings.max_batch)
+        except InputError as e:  # its message already starts with the item, headlines[i]
+            return JSONResponse({"detail": [{"type": "value_error", "loc": ["body", "headlines"],
+                                             "msg": str(e)}]}, 422)
+        current = registry.snapshot()
+        if req.tasks is not None and not req.tasks:
+            return _error(422, ("tasks",), "empty; name at least one task or leave tasks out")
+        tasks = req.tasks if req.tasks is not None else sorted(current)
+        if not tasks:
+            return _error(503, (), f"no model is loaded: {registry.not_ready()}", "not_ready")
+        errors = registry.errors_now()
+        for i, task in enumerate(tasks):
+            if task not in current:
+                why = f": {errors[task]}" if task in errors else ""
+                return _error(503 if task in errors else 422, ("tasks", i),
+                              f"{task[:100]!r} is not a loaded task (loaded: {sorted(current)})"
+                              + why)
+        chosen = {t: current[t] for t in dict.fromkeys(tasks)}
+
+        def run() -> dict[str, list[dict]]:
+            return {t: x.model.rows(x.model.predict_proba(texts)) for t, x in chosen.items()}
+
+        out = await anyio.to_thread.run_sync(run, limiter=limiter)
+        payload = {"results": [{t: out[t][i] for t in chosen} for i in range(len(texts))],
+                   "models": {t: {"model": x.model.family, "version": x.version,
+                                  "mlflow_run_id": x.model.bundle.run_id}
+                              for t, x in chosen.items()}}
+        return Response(json.dumps(payload, ensure_ascii=False), media_type="application/json")
+
+    return app
+
+
+def serve(settings: Settings, host: str = "127.0.0.1", port: int = 8000) -> None:
+    import uvicorn
+
+    # uvicorn stops on SIGTERM or SIGINT, finishes the requests in flight, then raises the signal
+    # again so that the handler it found ends the process; the default one would end it killed by
+    # the signal (status 143). A stop is the normal way out, so that last signal does nothing and
+    # the process exits 0.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: None)
+    uvicorn.run(create_app(settings), host=host, port=port, log_level="warning",
+                timeout_graceful_shutdown=10)
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(prog="manset-serve", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--models", type=Path, default=Path(os.environ.get("MANSET_MODELS",
+                                                                      "models")),
+                    help="Folder of exported tasks: <models>/<task>/champion/ [models]")
+    ap.add_argument("--host", default="127.0.0.1")
+    ap.add_argument("--port", type=int, default=8000)
+    ap.add_argument("--threads", type=int, default=Settings.threads,
+                    help="Predictions running at once")
+    ap.add_argument("--max-batch", type=int, default=MAX_BATCH, help="Headlines per request")
+    ap.add_argument("--max-chars", type=int, default=MAX_CHARS, help="Characters per headline")
+    ap.add_argument("--max-body", type=int, default=MAX_BODY, help="Bytes per request body")
+    ap.add_argument("--reload-seconds", type=float, default=2.0,
+                    help="How often champion/ is checked for a new bundle")
+    args = ap.parse_args(argv)
+    serve(Settings(args.models, max_batch=args.max_batch, max_chars=args.max_chars,
+                   max_body=args.max_body, threads=args.threads,
+                   reload_seconds=args.reload_seconds), args.host, args.port)
