@@ -1,0 +1,81 @@
+"""The README's "Use the model in your service" examples, run as a user would paste them, in a
+project that `manset run` trained."""
+
+import json
+import re
+import shutil
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import ROOT, make_project
+from manset_serving import load
+
+from training.cli import main
+
+BIN = Path(sys.executable).parent
+
+
+def example(name: str) -> str:
+    """The fenced block after `<!-- example: name -->` in the README."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    found = re.search(rf"<!-- example: {name} -->\n```\w+\n(.*?)```", text, re.S)
+    assert found, f"README has no example {name!r}"
+    return found.group(1)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory, mlflow_template: Path) -> Path:
+    with pytest.MonkeyPatch.context() as mp:
+        mp.delenv("MLFLOW_TRACKING_URI", raising=False)
+        project = make_project(tmp_path_factory.mktemp("readme") / "project", mlflow_template)
+        assert main(["run", "--root", str(project)]) == 0
+    return project
+
+
+def _python(code: str, cwd: Path, timeout: int = 300) -> str:
+    env = {"PATH": f"{BIN}:/usr/bin:/bin", "HOME": str(cwd)}
+    out = subprocess.run([sys.executable, "-c", code], cwd=cwd, capture_output=True, text=True,
+                         timeout=timeout, env=env)
+    assert out.returncode == 0, out.stderr[-3000:]
+    return out.stdout
+
+
+def _expected(project: Path, text: str) -> str:
+    return load(project / "models" / "category" / "champion").predict([text])[0]["label"]
+
+
+def test_lean_predictor_example(trained: Path) -> None:
+    out = _python(example("lean"), trained)
+    assert f"'label': '{_expected(trained, 'Merkez Bankası faiz kararını açıkladı')}'" in out
+
+
+def test_pyfunc_example(trained: Path) -> None:
+    out = _python(example("pyfunc"), trained)
+    assert _expected(trained, "Merkez Bankası faiz kararını açıkladı") in out
+
+
+def test_http_example(trained: Path) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = str(s.getsockname()[1])
+    script = example("http").replace(".venv/bin/", f"{BIN}/").replace("8000", port)
+    out = subprocess.run(["bash", "-c", f"{script}\nstatus=$?\nkill $!\nwait\nexit $status"],
+                         cwd=trained, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-3000:]
+    answer = json.loads(out.stdout)
+    text = "Galatasaray derbide 3-1 kazandı"
+    assert answer["results"][0]["category"]["label"] == _expected(trained, text)
+    assert answer["models"]["category"]["version"] == "1"
+
+
+@pytest.mark.slow
+def test_spark_example(trained: Path, tmp_path: Path) -> None:
+    pytest.importorskip("pyspark")
+    if shutil.which("java") is None:
+        pytest.skip("no Java runtime (.ci/run installs one)")
+    out = _python(example("spark"), trained, timeout=600)
+    assert _expected(trained, "Galatasaray derbide 3-1 kazandı") in out
+    assert (trained / "scored.parquet").is_dir()
