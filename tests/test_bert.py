@@ -203,6 +203,36 @@ def test_predict_cli_and_pyfunc_use_the_champion(trained: Path, capsys) -> None:
         trained / "models" / "category" / "bert").predict(texts)]
 
 
+def test_a_bert_run_that_takes_the_alias_is_served(project: Path, tiny_model: Path,
+                                                   monkeypatch: pytest.MonkeyPatch,
+                                                   capsys) -> None:
+    """TF-IDF champion first, then a better BERT run: predict and champion/ follow the alias to
+    BERT; a later BERT run that only ties changes nothing served, though it replaces bert/.
+    (A 12-step tiny BERT cannot beat TF-IDF, so the TF-IDF champion's recorded score is
+    lowered to 0 first.)"""
+    _quick_speed(monkeypatch)
+    _build(project)
+    root = ["--root", str(project)]
+    bert = ["train", "bert", *root, "--model", str(tiny_model), *STEPS, "--learning-rate", "1e-3"]
+    assert main(["train", "tfidf", *root]) == 0
+    client = _client(project)
+    client.set_model_version_tag("manset-category", "1", "test_macro_f1", "0.0")
+    assert main(bert) == 0
+    champion = client.get_model_version_by_alias("manset-category", "champion")
+    winner = verify(project / "models" / "category" / "bert")
+    assert champion.run_id == winner["mlflow_run_id"]
+    assert verify(project / "models" / "category" / "champion") == winner
+    assert main(bert) == 0  # the same settings tie, and a tie keeps the champion
+    assert verify(project / "models" / "category" / "bert")["mlflow_run_id"] != \
+        winner["mlflow_run_id"]
+    assert verify(project / "models" / "category" / "champion") == winner
+    capsys.readouterr()
+    text = "Galatasaray derbide 3-1 kazandı"
+    assert main(["predict", *root, text]) == 0
+    want = load(project / "models" / "category" / "champion").predict([text])[0]
+    assert json.loads(capsys.readouterr().out) == {"text": text, **want}
+
+
 def test_a_tfidf_run_that_takes_the_alias_is_served(trained: Path, tmp_path: Path,
                                                     capsys) -> None:
     """BERT champion first, then a better TF-IDF run: predict follows the alias to TF-IDF, and
