@@ -3,6 +3,7 @@ the pyfunc and the in-memory pipeline must agree; then every kind of bad input."
 
 import json
 import re
+import shutil
 import sqlite3
 import time
 from pathlib import Path
@@ -187,3 +188,17 @@ def test_one_class_task_and_missing_table_fail_cleanly(project, capsys):
 def test_int8_is_refused_for_a_tfidf_bundle(trained, capsys):
     assert main(["predict", "--root", str(trained), "--int8", "Borsa güne yükselişle başladı"]) == 1
     assert "int8 applies to BERT bundles" in capsys.readouterr().err
+
+
+def test_pull_copies_the_registered_champion_into_models(trained, capsys):
+    """A clone without models/ (or a team server's champion) gets its bundle with `pull`."""
+    champion = trained / "models" / "category" / "champion"
+    before = verify(champion)
+    shutil.rmtree(trained / "models")
+    assert main(["predict", "--root", str(trained), "Borsa güne yükselişle başladı"]) == 1
+    assert "no such bundle folder" in capsys.readouterr().err
+    assert main(["pull", "--task", "category", "--root", str(trained)]) == 0
+    assert verify(champion) == before
+    assert json.loads((champion.parent / "champion.json").read_text())["version"] == "1"
+    assert not list((trained / "models").glob(".pull-*"))  # the download is cleaned up
+    assert main(["predict", "--root", str(trained), "Borsa güne yükselişle başladı"]) == 0

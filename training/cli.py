@@ -240,6 +240,10 @@ def _summary(results: list) -> None:
                   f"{'moved' if r.registration.champion_moved else 'kept'}: "
                   f"{r.registration.reason}")
     err.print("Compare runs: mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db")
+    for r in results:
+        if not r.bundle.parent.joinpath("champion").is_dir():
+            err.print(f"[yellow]{r.task}: the champion is a run from before models/{r.task}/"
+                      f"champion/ existed: `manset pull --task {r.task}` copies it there")
 
 
 @app.command()
@@ -281,6 +285,19 @@ def predict(
         line = ({"text": t, **{n: outputs[n][i] for n in names}} if task == "all"
                 else {"text": t, **outputs[names[0]][i]})
         sys.stdout.write(json.dumps(line, ensure_ascii=False) + "\n")
+
+
+@app.command()
+def pull(task: Annotated[str, typer.Option(help="category, topic, or all.")] = "all",
+         root: RootOpt = Path(".")) -> None:
+    """Copy the registered champion of a task from the tracking store (MLFLOW_TRACKING_URI, or
+    mlruns/) to models/<task>/champion/, where predict and the service find it."""
+    from training import pipeline
+    from training.tasks import TASKS
+
+    for name in list(TASKS) if task == "all" else [_known_task(task)]:
+        folder, version = pipeline.pull_champion(_paths(root), name)
+        err.print(f"{name}: champion v{version} → {folder}")
 
 
 @app.command()

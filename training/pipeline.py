@@ -2,6 +2,7 @@
 
 import dataclasses
 import sqlite3
+import tempfile
 import time
 from collections.abc import Callable
 from contextlib import closing
@@ -148,6 +149,17 @@ def finish_run(paths: Paths, t: Trained) -> TrainResult:
                                 registration.version, t.run_id)
     return TrainResult(t.task, t.model, t.run_id, metrics, paths.bundle(t.task, t.model),
                        registration)
+
+
+def pull_champion(paths: Paths, task: str) -> tuple[Path, str]:
+    """Copy the registered champion's bundle from the tracking store to models/<task>/champion/
+    (a fresh clone, a team server): checked like any bundle before it is installed."""
+    tracking.configure(paths.root)
+    paths.models.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=paths.models, prefix=".pull-") as tmp:
+        folder, version, run_id = tracking.download_champion(task, Path(tmp))
+        load(folder).bundle.verify_all()
+        return export.install_champion(paths.models, task, folder, version, run_id), version
 
 
 def catch_all_metrics(proba: evaluation.ProbaFn, dd: DatasetDict, labels: list[str]

@@ -184,5 +184,19 @@ def promote(task: str, run_id: str, fingerprint: str, macro_f1: float,
                         f"{macro_f1:.4f} ≤ {best:.4f} of champion v{champion.version} ({basis})")
 
 
+def download_champion(task: str, dst: Path) -> tuple[Path, str, str]:
+    """The registered champion's bundle, downloaded under `dst`: (folder, version, run id)."""
+    name = model_name(task)
+    try:
+        version = MlflowClient().get_model_version_by_alias(name, CHAMPION)
+    except mlflow.exceptions.MlflowException as e:
+        raise TrackingError(f"{mlflow.get_tracking_uri()}: no champion of {name} to pull "
+                            f"({str(e).splitlines()[0][:200]})") from e
+    local = Path(mlflow.artifacts.download_artifacts(f"models:/{name}/{version.version}",
+                                                     dst_path=str(dst)))
+    conf = mlflow.models.Model.load(str(local / "MLmodel")).flavors["python_function"]
+    return local / conf["artifacts"]["bundle"]["path"], str(version.version), str(version.run_id)
+
+
 def load_pyfunc(uri: str) -> PyFuncModel:
     return mlflow.pyfunc.load_model(uri)
