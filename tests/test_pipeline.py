@@ -1,6 +1,7 @@
 """End to end on a small real slice: `manset run` into a temporary MLflow store, then the bundle,
 the pyfunc and the in-memory pipeline must agree; then every kind of bad input."""
 
+import io
 import json
 import re
 import shutil
@@ -111,9 +112,56 @@ def test_predict_bad_input_is_one_clear_line(trained, capsys, tmp_path, content,
     assert re.search(message, err.replace("\n", ""))
 
 
+def test_predict_streams_a_large_input_and_reads_stdin(trained, capsys, tmp_path, monkeypatch):
+    """Output comes batch by batch: a bad line near the end of a big file stops the run there,
+    after every earlier batch was printed; `-` reads stdin."""
+    from training import cli
+
+    lines = ["Galatasaray derbide kazandı", "Borsa rekor kırdı"] * 2500 + ["x" * 2000]
+    big = tmp_path / "big.txt"
+    big.write_text("\n".join(lines) + "\n")
+    assert main(["predict", "--root", str(trained), "--input", str(big)]) == 1
+    out, err = capsys.readouterr()
+    printed = len(out.splitlines())
+    assert printed == 5000 // cli.PREDICT_BATCH * cli.PREDICT_BATCH  # whole batches only
+    assert f"{big}: headline 5001: 2000 characters, at most 1000" in err
+    monkeypatch.setattr("sys.stdin", io.StringIO("Milli takım kadrosu açıklandı\n\nDolar\n"))
+    assert main(["predict", "--root", str(trained), "--input", "-"]) == 0
+    assert [json.loads(x)["text"] for x in capsys.readouterr().out.splitlines()] == [
+        "Milli takım kadrosu açıklandı", "Dolar"]
+
+
+@pytest.mark.parametrize(("content", "message"), [
+    (b"Ma\xe7 bitti\n", "bad.txt:1: not UTF-8 text (byte 0xe7)"),
+    (b"title\nGol\nMa\xe7\n", "bad.csv:3: not UTF-8 text (byte 0xe7)"),
+])
+def test_predict_names_the_file_and_line_of_non_utf8_input(trained, capsys, tmp_path, content,
+                                                           message):
+    path = tmp_path / message.split(":")[0]
+    path.write_bytes(content)
+    assert main(["predict", "--root", str(trained), "--input", str(path)]) == 1
+    assert message in capsys.readouterr().err
+
+
+def test_predict_input_folder_is_named(trained, capsys, tmp_path):
+    assert main(["predict", "--root", str(trained), "--input", str(tmp_path)]) == 1
+    assert f"{tmp_path}: a folder, not a file" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("entry", ["../outside.csv", "/etc/passwd", "sub/../../outside.csv"])
+def test_sources_csv_cannot_point_outside_data_labelled(project, capsys, entry):
+    (project / "data" / "outside.csv").write_text("title,label\nGizli satır,Spor\n")
+    sources = project / "data" / "labelled" / "sources.csv"
+    sources.write_text(f"file,source,text_column,label_column\n{entry},x,title,label\n")
+    assert main(["import", "--root", str(project)]) == 1
+    err = capsys.readouterr().err
+    assert f"sources.csv:2: file '{entry}' is outside" in err
+    assert "root:" not in err and "Gizli" not in err  # nothing of the file is echoed
+
+
 def test_whitespace_headline_argument_is_refused(trained, capsys):
     assert main(["predict", "--root", str(trained), "   "]) == 1
-    assert "headlines[0]: empty headline" in capsys.readouterr().err
+    assert "arguments: headline 1: empty headline" in capsys.readouterr().err
 
 
 def _snapshot(project: Path) -> dict[str, str]:

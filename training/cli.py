@@ -1,13 +1,14 @@
 """`manset`: one command, a subcommand per stage. User errors print one line and exit 1."""
 
 import dataclasses
+import itertools
 import json
 import logging
 import os
 import sqlite3
 import sys
 import warnings
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -246,6 +247,9 @@ def _summary(results: list) -> None:
                       f"champion/ existed: `manset pull --task {r.task}` copies it there")
 
 
+PREDICT_BATCH = 2048  # headlines classified and printed at a time: constant memory
+
+
 @app.command()
 def predict(
     texts: Annotated[list[str] | None, typer.Argument(help="Headlines to classify.")] = None,
@@ -256,35 +260,43 @@ def predict(
     bundle: Annotated[Path | None, typer.Option(
         help="A bundle folder to use instead of the champion (one task).")] = None,
     input: Annotated[Path | None, typer.Option(
-        "--input", help="A file: one headline per line, or a CSV with a 'title' column.")] = None,
+        "--input", help="A file: one headline per line, or a CSV with a 'title' column; "
+                        "- reads lines from stdin.")] = None,
     int8: Annotated[bool, typer.Option(
         "--int8", help="A BERT bundle's int8 model: faster, within 0.5 point macro-F1.")] = False,
     root: RootOpt = Path("."),
 ) -> None:
     """Classify headlines with the registered champion of each task (models/<task>/champion/);
-    prints JSON lines."""
-    from manset_serving import check_texts, load
+    prints JSON lines as it goes, in batches, so a file of any size runs in constant memory."""
+    from manset_serving import InputError, check_texts, load
 
     from training.tasks import TASKS
 
     names = list(TASKS) if task == "all" else [_known_task(task)]
     if bundle is not None and len(names) > 1:
         raise ValueError("--bundle names one bundle: use it with one --task")
-    items = list(texts or [])
-    if input is not None:
-        items += read_headlines(input)
-    if not items:
+    if not texts and input is None:
         raise ValueError("no headlines given: pass them as arguments or with --input FILE")
-    check_texts(items)
     paths = _paths(root)
-    outputs = {}
-    for name in names:
-        folder = bundle or (paths.bundle(name, model) if model else paths.champion(name))
-        outputs[name] = load(folder, int8=int8).predict(items)
-    for i, t in enumerate(items):
-        line = ({"text": t, **{n: outputs[n][i] for n in names}} if task == "all"
-                else {"text": t, **outputs[names[0]][i]})
-        sys.stdout.write(json.dumps(line, ensure_ascii=False) + "\n")
+    models = {n: load(bundle or (paths.bundle(n, model) if model else paths.champion(n)),
+                      int8=int8) for n in names}
+    items = iter(texts or [])
+    source = itertools.chain(items, iter_headlines(input) if input is not None else [])
+    done = 0
+    while batch := list(itertools.islice(source, PREDICT_BATCH)):
+        try:
+            check_texts(batch, max_batch=PREDICT_BATCH)
+        except InputError as e:  # name the headline by its place in the whole input
+            raise ValueError(f"{input or 'arguments'}: headline {done + (e.index or 0) + 1}: "
+                             f"{e.reason}") from e
+        outputs = {n: m.predict(batch) for n, m in models.items()}
+        lines = [{"text": t, **{n: outputs[n][i] for n in names}} if task == "all"
+                 else {"text": t, **outputs[names[0]][i]} for i, t in enumerate(batch)]
+        sys.stdout.write("".join(json.dumps(x, ensure_ascii=False) + "\n" for x in lines))
+        sys.stdout.flush()
+        done += len(batch)
+    if not done:
+        raise ValueError(f"{input}: no headlines in the file")
 
 
 @app.command()
@@ -355,23 +367,23 @@ def annotate_cmd(
         annotate.annotate(session)
 
 
-def read_headlines(path: Path) -> list[str]:
-    """Headlines from a text file (one per line) or a CSV with a 'title' column."""
-    from training.headlines import read_csv
+def iter_headlines(path: Path) -> Iterator[str]:
+    """Headlines from a text file (one per line, blank lines skipped), a CSV with a 'title'
+    column, or stdin for `-`, read as they are needed."""
+    from training.headlines import check_file, read_csv, utf8_lines
 
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such file")
+    if str(path) == "-":
+        yield from (t.strip() for t in sys.stdin if t.strip())
+        return
+    check_file(path)
     if path.suffix.lower() == ".csv":
-        rows = [(r["_line"], r["title"]) for r in read_csv(path, ["title"])]
-    else:
-        lines = path.read_text(encoding="utf-8-sig").splitlines()
-        rows = [(str(i), t) for i, t in enumerate(lines, 1) if t.strip()]
-    for line, text in rows:
-        if not text.strip():
-            raise ValueError(f"{path}:{line}: empty headline")
-    if not rows:
-        raise ValueError(f"{path}: no headlines in the file")
-    return [t.strip() for _, t in rows]
+        for r in read_csv(path, ["title"]):
+            if not r["title"].strip():
+                raise ValueError(f"{path}:{r['_line']}: empty headline")
+            yield r["title"].strip()
+        return
+    with path.open("rb") as f:
+        yield from (t.strip() for t in utf8_lines(path, f) if t.strip())
 
 
 def main(argv: list[str] | None = None) -> int:

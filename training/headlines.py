@@ -109,10 +109,10 @@ class Aliases:
 
 def read_csv(path: Path, required: list[str]) -> Iterator[dict[str, str]]:
     """Rows of a UTF-8 CSV as dicts (plus '_line'), with clear errors naming file and line."""
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such file")
-    with path.open(encoding="utf-8-sig", newline="") as f:
-        reader = csv.DictReader(f, strict=True)  # an unclosed quote is an error, not data
+    check_file(path)
+    with path.open("rb") as f:
+        # strict: an unclosed quote is an error, not data
+        reader = csv.DictReader(utf8_lines(path, f), strict=True)
         if not reader.fieldnames:
             raise ValueError(f"{path}: empty file, expected a header with {', '.join(required)}")
         missing = [c for c in required if c not in reader.fieldnames]
@@ -131,6 +131,25 @@ def read_csv(path: Path, required: list[str]) -> Iterator[dict[str, str]]:
                 yield {**row, "_line": str(reader.line_num)}
         except csv.Error as e:
             raise ValueError(f"{path}:{reader.line_num}: malformed CSV: {e}") from e
+
+
+def utf8_lines(path: Path, f: Iterable[bytes]) -> Iterator[str]:
+    """The lines of a binary file decoded one at a time (a leading BOM dropped), so that a byte
+    that is not UTF-8 is reported with its file and line."""
+    for i, raw in enumerate(f, 1):
+        try:
+            yield raw.decode("utf-8-sig" if i == 1 else "utf-8")
+        except UnicodeDecodeError as e:
+            raise ValueError(f"{path}:{i}: not UTF-8 text (byte 0x{raw[e.start]:02x}); save "
+                             "the file as UTF-8") from e
+
+
+def check_file(path: Path) -> None:
+    """A readable regular file, or an error that says what `path` is instead."""
+    if path.is_dir():
+        raise IsADirectoryError(f"{path}: a folder, not a file")
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such file")
 
 
 def connect(db: Path) -> sqlite3.Connection:
@@ -205,8 +224,12 @@ def import_labelled(con: sqlite3.Connection, sources_csv: Path, aliases: Aliases
                     ) -> dict[str, AddStats]:
     """Import every labelled CSV listed in sources_csv (file,source,text_column,label_column)."""
     stats = {}
+    folder = sources_csv.parent.resolve()
     for spec in read_csv(sources_csv, ["file", "source", "text_column", "label_column"]):
-        path = sources_csv.parent / spec["file"]
+        path = (folder / spec["file"]).resolve()
+        if not path.is_relative_to(folder):  # an absolute or ../ path, or a link out
+            raise ValueError(f"{sources_csv}:{spec['_line']}: file {spec['file']!r} is outside "
+                             f"{folder}; copy it into that folder and list it by name")
         rows = read_labelled(path, spec["source"], spec["text_column"], spec["label_column"])
         stats[spec["file"]] = add(con, rows, aliases)
     return stats

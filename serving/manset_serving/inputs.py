@@ -9,6 +9,14 @@ MAX_BATCH = 10_000
 class InputError(ValueError):
     """Input that is not a list of non-empty headlines; the message names the item."""
 
+    def __init__(self, message: str, index: int | None = None, reason: str = ""):
+        super().__init__(message)
+        self.index, self.reason = index, reason or message
+
+
+def _item(field: str, i: int, reason: str) -> InputError:
+    return InputError(f"{field}[{i}]: {reason}", i, reason)
+
 
 def check_texts(texts: object, max_chars: int = MAX_CHARS, max_batch: int = MAX_BATCH,
                 field: str = "headlines") -> list[str]:
@@ -23,13 +31,13 @@ def check_texts(texts: object, max_chars: int = MAX_CHARS, max_batch: int = MAX_
         raise InputError(f"{field}: {len(texts)} headlines, at most {max_batch} per call")
     for i, t in enumerate(texts):
         if not isinstance(t, str):
-            raise InputError(f"{field}[{i}]: expected a string, got {type(t).__name__}")
+            raise _item(field, i, f"expected a string, got {type(t).__name__}")
         if not t.strip():
-            raise InputError(f"{field}[{i}]: empty headline")
+            raise _item(field, i, "empty headline")
         if len(t) > max_chars:
-            raise InputError(f"{field}[{i}]: {len(t)} characters, at most {max_chars}")
+            raise _item(field, i, f"{len(t)} characters, at most {max_chars}")
         try:
             t.encode("utf-8")
         except UnicodeEncodeError as e:
-            raise InputError(f"{field}[{i}]: not valid Unicode text ({e.reason})") from e
+            raise _item(field, i, f"not valid Unicode text ({e.reason})") from e
     return list(texts)
