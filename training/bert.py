@@ -39,7 +39,7 @@ from transformers import (
 from training import bert_export, dataset, tracking
 from training.e5 import E5_NAME
 from training.files import write_text
-from training.pipeline import Trained, TrainResult, finish_run
+from training.pipeline import Finished, Trained, TrainResult, finish_run
 from training.project import Paths, ProjectError
 
 DEFAULT_MODEL = "dbmdz/bert-base-turkish-cased"
@@ -320,17 +320,18 @@ def train_bert(paths: Paths, task: str, cfg: BertTrainConfig, resume: bool = Fal
         train_seconds = time.perf_counter() - start
         if not trainer.is_world_process_zero():
             return None
-        result = _ship(paths, task, cfg, run_id, dd, card, trainer.model, tokenizer, max_length,
-                       {"train_seconds": train_seconds, "token_length_p50": p50,
-                        "token_length_p99": p99, "max_length": float(max_length)}, source,
-                       trainer.state.global_step)
+        finished = _ship(paths, task, cfg, run_id, dd, card, trainer.model, tokenizer,
+                         max_length, {"train_seconds": train_seconds, "token_length_p50": p50,
+                                      "token_length_p99": p99,
+                                      "max_length": float(max_length)}, source,
+                         trainer.state.global_step)
     shutil.rmtree(folder, ignore_errors=True)  # the bundle holds the model now
-    return result
+    return finished.promote()  # only once the run is FINISHED
 
 
 def _ship(paths: Paths, task: str, cfg: BertTrainConfig, run_id: str, dd: DatasetDict,
           card: dataset.DataCard, model: Any, tokenizer: Any, max_length: int,
-          metrics: dict[str, float], source: str, step: int) -> TrainResult:
+          metrics: dict[str, float], source: str, step: int) -> Finished:
     texts, y = list(dd["test"]["text"]), np.array(dd["test"]["label"])
     labels = dd["train"].features["label"].names
     prepared = bert_export.prepare(model, tokenizer, max_length,

@@ -16,7 +16,7 @@ from manset_serving import load
 
 from training import baseline, dataset, evaluation, export, gold, headlines, tasks, tracking
 from training.dataset import BuildConfig, DataCard
-from training.files import staged_dir
+from training.files import staged_dir, temp_prefix
 from training.project import Paths
 
 
@@ -87,11 +87,12 @@ def train_tfidf(paths: Paths, task: str, cfg: baseline.TfidfConfig) -> TrainResu
                             list(dd["train"]["label_source"]))
         train_seconds = time.perf_counter() - start
         arrays, beta = baseline.export_arrays(pipe)
-        return finish_run(
+        finished = finish_run(
             paths, Trained(task, "tfidf", run_id, dd, card, pipe.predict_proba,
                            config={"task": task, **asdict(cfg), "beta": beta},
                            write=lambda folder, info: export.write_tfidf(folder, arrays, info),
                            metrics={"train_seconds": train_seconds}))
+    return finished.promote()  # only once the run is FINISHED
 
 
 @dataclass(frozen=True)
@@ -111,10 +112,33 @@ class Trained:
     #                they end its validation curves rather than start them at step 0
 
 
-def finish_run(paths: Paths, t: Trained) -> TrainResult:
+@dataclass(frozen=True)
+class Finished:
+    """A run that is evaluated, exported and logged; promote() once it has ended."""
+
+    paths: Paths
+    t: Trained
+    metrics: dict[str, float]
+    rescore: Callable[[str], float]
+
+    def promote(self) -> TrainResult:
+        """Register it as champion if it beats the champion, and install its bundle as
+        models/<task>/champion/. Called after the MLflow run has ended, so the alias never
+        points at a run that is still RUNNING."""
+        t, paths = self.t, self.paths
+        registration = tracking.promote(t.task, t.run_id, t.card.fingerprint,
+                                        self.metrics["test_macro_f1"], rescore=self.rescore)
+        if registration.champion_moved:
+            export.install_champion(paths.models, t.task, paths.bundle(t.task, t.model),
+                                    registration.version, t.run_id)
+        return TrainResult(t.task, t.model, t.run_id, self.metrics,
+                           paths.bundle(t.task, t.model), registration)
+
+
+def finish_run(paths: Paths, t: Trained) -> Finished:
     """Evaluate, export (atomically) to models/<task>/<family>/, check the export against the
-    in-memory model, time it, log it all and register it; when the run becomes the champion,
-    install its bundle as models/<task>/champion/. Runs inside the model's MLflow run."""
+    in-memory model, time it and log it all. Runs inside the model's MLflow run; promotion
+    follows once the run has ended (Finished.promote)."""
     labels = t.dd["train"].features["label"].names
     x_test, y_test = list(t.dd["test"]["text"]), np.array(t.dd["test"]["label"])
     val = evaluation.evaluate(t.proba, list(t.dd["validation"]["text"]),
@@ -141,14 +165,7 @@ def finish_run(paths: Paths, t: Trained) -> TrainResult:
         example = x_test[:3]
         tracking.log_model(folder, t.task, example, pd.DataFrame(predictor.predict(example)),
                            export.requirements(t.model))
-        registration = tracking.promote(
-            t.task, t.run_id, t.card.fingerprint, metrics["test_macro_f1"],
-            rescore=lambda uri: _rescore(uri, x_test, y_test, labels))
-    if registration.champion_moved:
-        export.install_champion(paths.models, t.task, paths.bundle(t.task, t.model),
-                                registration.version, t.run_id)
-    return TrainResult(t.task, t.model, t.run_id, metrics, paths.bundle(t.task, t.model),
-                       registration)
+    return Finished(paths, t, metrics, lambda uri: _rescore(uri, x_test, y_test, labels))
 
 
 def pull_champion(paths: Paths, task: str) -> tuple[Path, str]:
@@ -156,7 +173,7 @@ def pull_champion(paths: Paths, task: str) -> tuple[Path, str]:
     (a fresh clone, a team server): checked like any bundle before it is installed."""
     tracking.configure(paths.root)
     paths.models.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=paths.models, prefix=".pull-") as tmp:
+    with tempfile.TemporaryDirectory(dir=paths.models, prefix=temp_prefix("pull")) as tmp:
         folder, version, run_id = tracking.download_champion(task, Path(tmp))
         load(folder).bundle.verify_all()
         return export.install_champion(paths.models, task, folder, version, run_id), version

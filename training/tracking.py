@@ -3,6 +3,7 @@ MLflow itself loads)."""
 
 import os
 import shutil
+import socket
 import subprocess
 import tempfile
 from collections.abc import Callable, Iterator
@@ -19,6 +20,7 @@ from mlflow.data.huggingface_dataset import from_huggingface
 from mlflow.models import ModelSignature, infer_signature
 from mlflow.pyfunc import PyFuncModel
 
+from training.files import alive
 from training.project import ProjectError
 
 SERVING = Path(manset_serving.__file__).parent  # the only code a logged model carries
@@ -75,20 +77,66 @@ def git_commit(root: Path) -> str:
         return "unknown"
 
 
+def _cause(e: BaseException) -> str:
+    """The first line of the innermost cause: "attempt to write a readonly database" rather
+    than SQLAlchemy's autoflush wrapper around it."""
+    while (e.__cause__ or e.__context__) is not None:
+        e = e.__cause__ or e.__context__  # type: ignore[assignment]
+    text = str(e).strip().splitlines()
+    return (text[0] if text else type(e).__name__)[:300]
+
+
+@contextmanager
+def guarded(what: str) -> Iterator[None]:
+    """Any failure of the store while doing `what` → one TrackingError line with its cause."""
+    try:
+        yield
+    except TrackingError:
+        raise
+    except Exception as e:  # MLflow, SQLAlchemy, HTTP: all mean the store is not usable
+        raise TrackingError(f"MLflow store {mlflow.get_tracking_uri()}: {what} failed: "
+                            f"{_cause(e)}") from e
+
+
+def close_dead_runs(experiment_id: str) -> list[str]:
+    """Mark KILLED the RUNNING runs of this experiment whose process (same host, tagged pid)
+    is gone: a killed trainer leaves its run RUNNING forever otherwise."""
+    client = MlflowClient()
+    closed = []
+    for r in client.search_runs([experiment_id], "attributes.status = 'RUNNING'"):
+        tags = r.data.tags
+        pid = tags.get("manset.pid", "")
+        if tags.get("manset.host") == socket.gethostname() and pid.isdigit() and \
+                not alive(int(pid)):
+            client.set_tag(r.info.run_id, "manset.closed_by", f"pid {os.getpid()}")
+            client.set_terminated(r.info.run_id, "KILLED")
+            closed.append(r.info.run_id)
+    return closed
+
+
 @contextmanager
 def run(task: str, model: str, root: Path, params: dict[str, object]) -> Iterator[str]:
-    """An MLflow run in the task's experiment; yields its id. Store failures → TrackingError."""
-    try:
+    """An MLflow run in the task's experiment; yields its id. It ends FINISHED, or FAILED when
+    the block raises; store failures anywhere become one TrackingError line. Runs left RUNNING
+    by dead processes are closed first."""
+    with guarded("starting the run"):
         exp = _experiment(task, root)
+        close_dead_runs(exp)
         active = mlflow.start_run(experiment_id=exp, run_name=f"{model}-{task}")
-    except Exception as e:  # MLflow raises many kinds; all mean the store is not usable
-        raise TrackingError(f"MLflow store {mlflow.get_tracking_uri()} is not usable: "
-                            f"{str(e).splitlines()[0][:300]}") from e
-    with active:
         mlflow.set_tags({"task": task, "model": model, "mlflow.source.git.commit":
-                         git_commit(root)})
+                         git_commit(root), "manset.pid": str(os.getpid()),
+                         "manset.host": socket.gethostname()})
         mlflow.log_params(params)
+    try:
         yield active.info.run_id
+    except BaseException:
+        try:  # a store that is down cannot record it; the next run closes this one
+            mlflow.end_run("FAILED")
+        except Exception:
+            pass
+        raise
+    with guarded("finishing the run"):
+        mlflow.end_run()
 
 
 def close_interrupted(run_id: str, resumed_by: str) -> None:
@@ -105,6 +153,11 @@ def close_interrupted(run_id: str, resumed_by: str) -> None:
 
 
 def log_dataset(dd: DatasetDict, fingerprint: str, task: str, source: str) -> None:
+    with guarded("logging the dataset"):
+        _log_dataset(dd, fingerprint, task, source)
+
+
+def _log_dataset(dd: DatasetDict, fingerprint: str, task: str, source: str) -> None:
     for split, context in (("train", "training"), ("validation", "validation"),
                            ("test", "testing")):
         ds = from_huggingface(dd[split], targets="label", name=f"manset-{task}-{split}",
@@ -115,16 +168,19 @@ def log_dataset(dd: DatasetDict, fingerprint: str, task: str, source: str) -> No
 
 def log_evaluation(metrics: dict[str, float], report: str, confusion: object,
                    worst: list[dict], data_card: str, step: int = 0) -> None:
-    mlflow.log_metrics(metrics, step=step)
-    mlflow.log_text(report, "evaluation/classification_report.txt")
-    mlflow.log_figure(confusion, "evaluation/confusion_matrix.png")
-    mlflow.log_table(pd.DataFrame(worst, columns=["text", "true", "predicted", "confidence"]),
-                     "evaluation/worst_errors.json")
-    mlflow.log_text(data_card, "data/CARD.md")
+    with guarded("logging the evaluation"):
+        mlflow.log_metrics(metrics, step=step)
+        mlflow.log_text(report, "evaluation/classification_report.txt")
+        mlflow.log_figure(confusion, "evaluation/confusion_matrix.png")
+        mlflow.log_table(pd.DataFrame(worst, columns=["text", "true", "predicted",
+                                                      "confidence"]),
+                         "evaluation/worst_errors.json")
+        mlflow.log_text(data_card, "data/CARD.md")
 
 
 def log_curve(name: str, value: float, step: int) -> None:
-    mlflow.log_metric(name, value, step=step)
+    with guarded("logging a training curve"):
+        mlflow.log_metric(name, value, step=step)
 
 
 def log_model(bundle: Path, task: str, example: list[str], output: pd.DataFrame,
@@ -134,7 +190,8 @@ def log_model(bundle: Path, task: str, example: list[str], output: pd.DataFrame,
     `text` column, and the model also takes a list, a Series or a `title` column (it checks its
     input itself)."""
     signature = infer_signature(pd.DataFrame({"text": example}), output)
-    with tempfile.TemporaryDirectory() as tmp:  # the package without its __pycache__
+    # the package without its __pycache__
+    with tempfile.TemporaryDirectory() as tmp, guarded("logging the model"):
         code = shutil.copytree(SERVING, Path(tmp) / SERVING.name,
                                ignore=shutil.ignore_patterns("__pycache__"))
         info = mlflow.pyfunc.log_model(
@@ -148,6 +205,12 @@ def log_model(bundle: Path, task: str, example: list[str], output: pd.DataFrame,
 
 def promote(task: str, run_id: str, fingerprint: str, macro_f1: float,
             rescore: Callable[[str], float] | None = None) -> Registration:
+    with guarded("promoting the model"):
+        return _promote(task, run_id, fingerprint, macro_f1, rescore)
+
+
+def _promote(task: str, run_id: str, fingerprint: str, macro_f1: float,
+             rescore: Callable[[str], float] | None = None) -> Registration:
     """Move the champion alias to this run's version only if it beats the champion on the same
     dataset. A champion trained on another dataset is re-scored on this one through `rescore`
     (its model URI → test macro-F1); if that is impossible the alias stays."""
