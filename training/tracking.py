@@ -140,15 +140,15 @@ def run(task: str, model: str, root: Path, params: dict[str, object]) -> Iterato
 
 
 def close_interrupted(run_id: str, resumed_by: str) -> None:
-    """A killed training process leaves its run RUNNING: mark it KILLED, pointing at the run
-    that resumed its checkpoints."""
+    """Point the run whose checkpoints were resumed at the run that resumed them, and mark it
+    KILLED if it is still RUNNING (close_dead_runs has usually done that already)."""
     client = MlflowClient()
     try:
         status = client.get_run(run_id).info.status
     except mlflow.exceptions.MlflowException:
         return  # another store, or the run was deleted: nothing to close
+    client.set_tag(run_id, "manset.resumed_by", resumed_by)
     if status == "RUNNING":
-        client.set_tag(run_id, "manset.resumed_by", resumed_by)
         client.set_terminated(run_id, "KILLED")
 
 
