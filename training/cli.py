@@ -109,16 +109,22 @@ def _ingest_report(reports: Iterable) -> int:
     table = Table(title="ingested pages")
     for col in ("page", "found", "new", "duplicates", "conflicts", "skipped"):
         table.add_column(col, overflow="fold")
-    problems = []
+    problems, notes = [], []
     with err.status("reading pages") as status:
         for r in reports:
             status.update(f"reading {r.path.name}")
             if r.error:
                 problems.append(r.error)
+            notes += [f"row skipped: {reason}" for reason in r.skip_reasons]
+            if r.repaired_lines:
+                notes.append(f"{r.path}: {r.repaired_lines} line(s) in another encoding or "
+                             "double-encoded, repaired")
             table.add_row(str(r.path), str(r.found), str(r.new), str(r.duplicates),
                           str(r.conflicts), "failed" if r.error else str(r.skipped))
     Console(width=max(100, Console().width)).print(table)
-    for problem in problems:  # whole lines, never cut by the table
+    for line in notes:  # whole lines, never cut by the table
+        sys.stderr.write(f"manset: {line}\n")
+    for problem in problems:
         sys.stderr.write(f"manset: {problem}\n")
     if problems:
         sys.stderr.write(f"{len(problems)} page(s) failed; the others were stored\n")

@@ -4,19 +4,27 @@ A text page is lines: a block title ("İlgili Haberler"), then headline / meta-l
 meta line is a stamp and a section ("18:17 - Dünya", "Dünya - 2 saat önce"). HTML pages carry the
 same in markup (training.ingest_html). Relative and time-only stamps are resolved against one page
 time, chosen deterministically so that ingesting a page twice gives identical rows.
+
+A page costs only itself: whatever goes wrong while reading one becomes its report's error and the
+next page goes on. A row costs only itself: a time stamp that names no time skips its row.
 """
 
+import logging
 import os
 import re
 import sqlite3
+import unicodedata
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
+import ftfy
+from ftfy.badness import is_bad
+
 from training.headlines import Aliases, Headline, add
 from training.ingest_html import Item, Profile, decode, load_profiles, match_profile, parse_html
-from training.stamps import base_time, parse_meta, parse_stamp, resolve
+from training.stamps import BadStamp, base_time, parse_meta, parse_stamp, resolve
 from training.text import dedup_key, headline_id, label_key, nfc
 
 MAX_PAGE_BYTES = 20 * 2**20  # the largest real page we know is ~2 MB; 20 MB is a dump, not a page
@@ -27,6 +35,14 @@ _BLOCK_TITLES = {"haftanin one cikanlari", "ilgili haberler", "gunun mansetleri"
                  "cok okunanlar", "en cok okunanlar", "diger haberler", "son haberler",
                  "one cikanlar", "editorun secimi", "benzer haberler", "mansetler"}
 _CONNECTIVES = {"ve", "ile", "da", "de", "ki", "en", "için", "bu"}
+# What a repair may introduce: Latin-1 and Latin Extended-A letters (Turkish and the European
+# names in the news), combining accents, punctuation, € and ™. A "fix" that yields another script
+# (ftfy reads "Ş\x9e" as Thaana) or a rare Latin letter ("Ç’" in cp1254 is UTF-8 "ǒ") is a
+# misreading, not a repair.
+_LATIN = re.compile(r"[\x00-\x7f\xa0-\u017f\u0300-\u036f\u2000-\u206f\u20ac\u2122]*")
+# A cp1254 line as Turkish text has it, for lines that are valid UTF-8 by chance.
+_TURKISH = re.compile(r"[\x00-\x7fçğıöşüÇĞİÖŞÜâîûÂÎÛ’‘“”…–—«»\xa0·€]*")
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -39,6 +55,16 @@ class FileReport:
     skipped: int = 0
     error: str | None = None
     unknown_labels: dict[str, int] = field(default_factory=dict)  # kept raw, reported, not mapped
+    skip_reasons: list[str] = field(default_factory=list)  # rows skipped for a bad time stamp
+    repaired_lines: int = 0  # lines read in another encoding than the page's, or un-mojibaked
+
+
+@dataclass
+class _Page:
+    rows: list[Headline]
+    skipped: int
+    skip_reasons: list[str]
+    repaired_lines: int
 
 
 def _headline_like(s: str) -> bool:
@@ -87,12 +113,13 @@ def parse_lines(text: str) -> tuple[list[Item], int]:
 
 def parse_file(path: Path, page_time: datetime | None = None) -> list[Headline]:
     """The headlines of one page; ValueError/OSError name the file."""
-    return _parse(path, page_time)[0]
+    return _parse(path, page_time).rows
 
 
-def _parse(path: Path, page_time: datetime | None) -> tuple[list[Headline], int]:
-    """Rows, and the items that looked like headlines but were dropped (no section, no headline)."""
-    text = decode(_read(path), path)
+def _parse(path: Path, page_time: datetime | None) -> _Page:
+    """Rows, and the items that looked like headlines but were dropped (no section, no headline,
+    a time stamp that names no time), with the reasons for the last kind."""
+    text, repaired = decode_page(_read(path), path)
     profiles = load_profiles()
     if path.suffix.lower() in {".html", ".htm"} or text.lstrip()[:15].lower().startswith(
             ("<!doctype html", "<html")):
@@ -107,17 +134,28 @@ def _parse(path: Path, page_time: datetime | None) -> tuple[list[Headline], int]
     skipped += sum(i.section is None for i in kept)
     stamps = [parse_stamp(i.stamp) if i.stamp else None for i in kept if i.section]
     base, basis = base_time(page_time, stamps, path)
-    rows, seen = [], set()
+    rows, seen, reasons = [], set(), []
     for item, stamp in zip([i for i in kept if i.section], stamps, strict=True):
         key = (dedup_key(item.text), label_key(item.section or ""))
         if key in seen:
             continue  # the same headline in two blocks of one page is one headline seen
+        try:
+            when, how = resolve(stamp, base, basis) if stamp else (None, None)
+        except BadStamp as e:
+            reasons.append(f"{item.text!r} skipped: time stamp {item.stamp!r}: {e}")
+            continue
         seen.add(key)
-        when, how = resolve(stamp, base, basis) if stamp else (None, None)
         rows.append(Headline(text=item.text, category_raw=item.section or "", source=source,
                              block=item.block, published_at=when, time_basis=how,
                              truncated=item.text.endswith(("…", "...", ",")), page=str(path)))
-    return rows, skipped
+    if not rows and reasons:  # one line says it all, with the first reason
+        more = f" (and {len(reasons) - 1} more)" if len(reasons) > 1 else ""
+        raise ValueError(f"{path}: no headlines kept: {reasons[0]}{more}")
+    if not rows:
+        raise ValueError(f"{path}: no headlines found (no sidebar pair, list item or lead story "
+                         f"with a section; {skipped} item(s) skipped)")
+    reasons = [f"{path}: {r}" for r in reasons]  # the CLI prints them under the table
+    return _Page(rows, skipped + len(reasons), reasons, repaired)
 
 
 def _with_meta(item: Item) -> Item:
@@ -129,6 +167,70 @@ def _with_meta(item: Item) -> Item:
             section, stamp = item.section or meta.section, item.stamp or meta.stamp
             return Item(item.text, section, stamp, item.block)
     return item
+
+
+def decode_page(data: bytes, path: Path) -> tuple[str, int]:
+    """Page bytes to NFC text, and how many lines needed repair.
+
+    Pages saved by tools that disagree on the encoding mix UTF-8 lines with Turkish Windows
+    (cp1254) ones, or hold UTF-8 once read as cp1252 and saved again ("kazandÄ±"). One encoding
+    for the whole page turns the other lines into mojibake, so a mixed page is decoded line by
+    line, and ftfy undoes double encoding, line by line, where the result is Latin text.
+    """
+    text, repaired = _decode_mixed(data)
+    if text is None:
+        text = decode(data, path)  # one encoding: BOM, UTF-8, declared charset or a guess
+    lines = text.split("\n")
+    fixed = [_unmojibake(line) for line in lines]
+    repaired += sum(a != b for a, b in zip(lines, fixed, strict=True))
+    return unicodedata.normalize("NFC", "\n".join(fixed)), repaired
+
+
+def _unmojibake(line: str) -> str:
+    """The line with double encoding undone where ftfy is sure and the fix is Latin text."""
+    if line.isascii() or not is_bad(line):  # the cheap checks first: most lines are clean
+        return line
+    fixed = ftfy.fix_encoding(line)
+    if fixed == line or is_bad(fixed) or not _LATIN.fullmatch("".join(set(fixed) - set(line))):
+        return line
+    return fixed
+
+
+def _decode_mixed(data: bytes) -> tuple[str | None, int]:
+    """A page with both UTF-8 and cp1254 lines, each line read in its own encoding, and the
+    number read as cp1254; (None, 0) for a page in one encoding (or none we can tell)."""
+    if data[:2] in (b"\xff\xfe", b"\xfe\xff") or b"\x00" in data[:8192]:
+        return None, 0  # UTF-16/32: lines are not split on a single byte
+    try:
+        data.decode("utf-8")
+        return None, 0
+    except UnicodeDecodeError as e:
+        if e.end == len(data) and e.reason == "unexpected end of data" and (
+                e.end - e.start > 1 or 0xC2 <= data[e.start] <= 0xC5):
+            # UTF-8 cut short in a letter (decode drops it). One byte that does not start a
+            # Latin-1 or Latin Extended-A letter is more likely a cp1254 "Ç", "Ş" or "ı".
+            return None, 0
+    out, utf8, other = [], 0, 0
+    for raw in data.removeprefix(b"\xef\xbb\xbf").split(b"\n"):
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            try:
+                line, other = raw.decode("cp1254"), other + 1
+            except UnicodeDecodeError:
+                return None, 0  # neither: leave the page to the guessers
+        else:
+            if not raw.isascii():
+                # Latin-5 text is rarely valid UTF-8, but a short line can be: "ODTÜ’de" is
+                # (Ü’ reads as U+0712). Only two-byte letters: "■" (E2 96 A0) reads as "â– ".
+                alt = raw.decode("cp1254", errors="replace")
+                if (not _LATIN.fullmatch(line) and max(line) < "\u0800"
+                        and _TURKISH.fullmatch(alt)):
+                    line, other = alt, other + 1
+                else:
+                    utf8 += 1
+        out.append(line)
+    return ("\n".join(out), other) if utf8 and other else (None, 0)
 
 
 def _file_source(path: Path, text: str) -> str:
@@ -202,18 +304,30 @@ def ingest(con: sqlite3.Connection, paths: Iterable[Path], aliases: Aliases,
     for path in iter_files(paths):
         report = FileReport(path)
         try:
-            rows, report.skipped = _parse(path, page_time)
-            if not rows:
-                raise ValueError(f"{path}: no headlines found (no sidebar pair, list item or lead "
-                                 f"story with a section; {report.skipped} item(s) skipped)")
-            report.conflicts = _conflicts(con, rows, merged)
-            stats = add(con, rows, merged)
-        except (OSError, ValueError) as e:
-            report.error = str(e) if str(path) in str(e) else f"{path}: {e}"
+            page = _parse(path, page_time)
+            report.skipped, report.skip_reasons = page.skipped, page.skip_reasons
+            report.repaired_lines = page.repaired_lines
+            report.conflicts = _conflicts(con, page.rows, merged)
+            stats = add(con, page.rows, merged)
+        except sqlite3.Error:
+            raise  # the store, not the page: every page after it would fail the same way
+        except Exception as e:  # a page costs only itself
+            report.error = _page_error(path, e)
         else:
             report.found, report.new, report.duplicates = stats.found, stats.new, stats.duplicates
             report.unknown_labels = stats.unknown_labels
         yield report
+
+
+def _page_error(path: Path, e: Exception) -> str:
+    """One line naming the page: our own errors as they are, anything else with its kind."""
+    if isinstance(e, OSError | ValueError) and not isinstance(e, UnicodeError):
+        text = str(e)
+    else:  # a bug or a limit hit on a hostile page: name it, keep the traceback for the log
+        log.debug("%s: unexpected error", path, exc_info=True)
+        text = f"could not read the page: {type(e).__name__}: {e}"
+    text = " ".join(text.split())
+    return text if str(path) in text else f"{path}: {text}"
 
 
 def _conflicts(con: sqlite3.Connection, rows: list[Headline], aliases: Aliases) -> int:
@@ -239,8 +353,8 @@ def preview(paths: Iterable[Path], aliases: Aliases, page_time: datetime | None 
     for path in iter_files(paths):
         try:
             rows = parse_file(path, page_time)
-        except (OSError, ValueError) as e:
-            yield {"page": str(path), "error": str(e) if str(path) in str(e) else f"{path}: {e}"}
+        except Exception as e:  # as in ingest: a page costs only itself
+            yield {"page": str(path), "error": _page_error(path, e)}
             continue
         for h in rows:
             yield {"text": nfc(h.text), "category": merged.canonical(h.category_raw, h.source),

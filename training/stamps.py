@@ -1,7 +1,14 @@
 """Time stamps and meta lines of news sidebars: "18:17 - Dünya", "Dünya - 2 saat önce",
 "9 Kasım 2025 Pazar 18:17 - Spor". Relative and time-only stamps are resolved against one page
-time, chosen deterministically so that ingesting a page twice gives identical rows."""
+time, chosen deterministically so that ingesting a page twice gives identical rows.
 
+Outcomes, and the only ones: `parse_stamp` gives None (not a stamp) or a `Stamp`, and never raises;
+`resolve` gives the time as ISO text or raises `BadStamp`. A stamp that reads as one but names no
+time Python can hold ("99999999999 gün önce", "Dün 10:00" on a page saved at 0001-01-01) is a
+BadStamp: it costs its own row, never the page.
+"""
+
+import logging
 import re
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
@@ -23,19 +30,31 @@ _AGO = re.compile(r"(\d+|bir) (saniye|sn|dakika|dk|saat|sa|gun|hafta) once|az on
 # Stamps are digits and a few Turkish words; folding them is cheaper than text.ascii_fold.
 _FOLD = str.maketrans("ÇĞIİÖŞÜçğıöşüÂâÎîÛû", "cgiiosucgiosuaaiiuu")
 _WORDY = re.compile(r"nce|NCE|mdi|MD[İI]")  # "az önce", "şimdi": stamps without a digit
+log = logging.getLogger(__name__)
 _UNITS = {"saniye": "seconds", "sn": "seconds", "dakika": "minutes", "dk": "minutes",
           "saat": "hours", "sa": "hours", "gun": "days", "hafta": "weeks"}
+
+
+class BadStamp(ValueError):
+    """A stamp shaped like one that names no representable time; the message says why."""
+
 
 @dataclass(frozen=True)
 class Stamp:
     """A time stamp as written: absolute, a clock time on the page's day (or the day before), or an
-    age ("2 saat önce"). The last two need the page time."""
+    age ("2 saat önce"). The last two need the page time. `bad` holds why a stamp-shaped text
+    names no time (an age beyond what datetime holds); resolving it raises BadStamp."""
 
     when: datetime | None = None
     date_only: bool = False
     clock: time | None = None
     days_back: int = 0
     ago: timedelta | None = None
+    bad: str | None = None
+
+    @property
+    def relative(self) -> bool:
+        return self.when is None and self.bad is None
 
 
 @dataclass(frozen=True)
@@ -63,7 +82,10 @@ def parse_stamp(text: str) -> Stamp | None:
         return None  # 31.02.2025 or 25:70: digits shaped like a date, but not one
     if m := _AGO.fullmatch(s):
         n = 0 if m[1] is None else 1 if m[1] == "bir" else int(m[1])
-        return Stamp(ago=timedelta(**{_UNITS[m[2]]: n}) if m[2] else timedelta(0))
+        try:
+            return Stamp(ago=timedelta(**{_UNITS[m[2]]: n}) if m[2] else timedelta(0))
+        except OverflowError:  # past timedelta's 999999999 days: no page is that old
+            return Stamp(bad="an age past datetime's range (999999999 days)")
     return None
 
 
@@ -95,20 +117,32 @@ def base_time(given: datetime | None, stamps: list[Stamp | None], path: Path
     absolute = [s.when for s in stamps if s and s.when]
     if absolute:
         return max(absolute, key=lambda d: d.replace(tzinfo=None)), "newest-stamp"
-    if any(s and not s.when for s in stamps):  # only pages that need it pay for the stat
-        mtime = datetime.fromtimestamp(path.stat().st_mtime)
+    if any(s and s.relative for s in stamps):  # only pages that need it pay for the stat
+        try:
+            mtime = datetime.fromtimestamp(path.stat().st_mtime)
+        except (OverflowError, ValueError, OSError) as e:  # a file time past year 9999
+            log.info("%s: no usable file time (%s); rows with relative stamps are skipped", path, e)
+            return None, None
         return mtime.replace(second=0, microsecond=0), "file-mtime"
     return None, None
 
 
 def resolve(s: Stamp, base: datetime | None, basis: str | None) -> tuple[str | None, str | None]:
+    """ISO time and how it was found ("absolute" or the page time's basis); BadStamp when the
+    stamp names no representable time, or needs a page time and there is none."""
+    if s.bad:
+        raise BadStamp(s.bad)
     if s.when:
         when = s.when.date().isoformat() if s.date_only else s.when.isoformat(timespec="seconds")
         return when, "absolute"
     if base is None:
-        return None, None
-    if s.clock:
-        day: date = base.date() - timedelta(days=s.days_back)
-        at = datetime.combine(day, s.clock, tzinfo=base.tzinfo)
-        return at.isoformat(timespec="seconds"), basis
-    return (base - (s.ago or timedelta(0))).isoformat(timespec="seconds"), basis
+        raise BadStamp("no page time to count it from; pass --page-time")
+    try:
+        if s.clock:
+            day: date = base.date() - timedelta(days=s.days_back)
+            at = datetime.combine(day, s.clock, tzinfo=base.tzinfo)
+            return at.isoformat(timespec="seconds"), basis
+        return (base - (s.ago or timedelta(0))).isoformat(timespec="seconds"), basis
+    except OverflowError as e:  # before year 1: a page time at datetime.min, or a long age
+        raise BadStamp(f"before year 1 when counted from the page time {base.isoformat()}"
+                       ) from e
