@@ -112,7 +112,7 @@ def test_a_store_locked_mid_run_is_one_line_and_the_run_is_closed_later(trained:
 def test_usage_errors_are_clicks_short_message_and_exit_2(argv, capsys) -> None:
     assert main(argv) == 2
     out, err = capsys.readouterr()
-    shown = err or out  # bare `manset` prints its help
+    shown = out + err  # bare `manset` prints its help to stdout
     assert "Traceback" not in out + err and "Usage: manset" in shown
     assert len(err.splitlines()) <= 12
 
