@@ -178,3 +178,4 @@ class Bundle:
 
 
 NAMES_FILE = "label_names.json"  # label → {"en", "tr"}, in bundles whose labels are codes
+INT8_FILE = "model.int8.onnx"  # a BERT bundle's quantised model, when it kept one

@@ -7,7 +7,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from manset_serving.bundle import Bundle, BundleError
+from manset_serving.bundle import INT8_FILE, Bundle, BundleError
 from manset_serving.inputs import MAX_CHARS, check_texts
 
 
@@ -33,6 +33,11 @@ def _bert(bundle: Bundle, int8: bool) -> Predictor:
         raise bundle.error(f"a BERT bundle needs onnxruntime and tokenizers ({e}): "
                            "pip install 'manset-serving[bert]'") from e
     return OnnxPredictor.load(bundle, int8=int8)
+
+
+def has_int8(bundle: Bundle) -> bool:
+    """A BERT bundle that kept its int8 model (dropped when it lost > 0.5 point macro-F1)."""
+    return bundle.model == "bert" and bundle.has(INT8_FILE)
 
 
 # model family (manifest "model") → loader

@@ -13,10 +13,9 @@ import numpy as np
 import onnxruntime as ort
 from tokenizers import Tokenizer
 
-from manset_serving.bundle import Bundle
+from manset_serving.bundle import INT8_FILE, Bundle
 
 ONNX_FILE = "model.onnx"
-INT8_FILE = "model.int8.onnx"
 TOKENIZER_FILE = "tokenizer.json"  # carries its own truncation (max length) and padding settings
 BATCH = 64  # the batch the training-time model is scored with; same batches, same padding
 
