@@ -228,12 +228,12 @@ def _link_or_copy(src: str, dst: str) -> None:
 
 # ---- the bare predictor ------------------------------------------------------------------------
 
-def bare(bundle: Path, texts: list[str], batch: int, seconds: float, max_calls: int
-         ) -> dict[str, float]:
+def bare(bundle: Path, texts: list[str], batch: int, seconds: float, max_calls: int,
+         int8: bool = False) -> dict[str, float]:
     """The in-process predictor, `manset_serving.load(bundle).predict`, called in a loop."""
     from manset_serving import load
 
-    model = load(bundle)
+    model = load(bundle, int8=int8)
     model.predict(texts[:batch])
     times: list[float] = []
     deadline = time.perf_counter() + seconds
@@ -260,14 +260,15 @@ def bench_bundle(name: str, bundle: Path, args: argparse.Namespace, texts: list[
                for i in range(len(texts) // BATCH or 1)]
     runs: dict[str, list[dict[str, float]]] = {}
     meta: dict[str, dict[str, Any]] = {}
+    int8 = args.int8 and name == "bert"  # the same model in process and in the service
     with tempfile.TemporaryDirectory(prefix="serve-bench-") as tmp:
-        server = Server(bundle, Path(tmp), args.serve_args)
+        server = Server(bundle, Path(tmp), [*args.serve_args, *(["--int8"] if int8 else [])])
         try:
             # (what, headlines per request, clients, the run)
             jobs: list[tuple[str, int, int, Callable[[], dict[str, float]]]] = []
             for batch in (1, BATCH):
                 jobs.append(("bare predictor (in process)", batch, 0, functools.partial(
-                    bare, bundle, texts, batch, args.seconds, args.requests)))
+                    bare, bundle, texts, batch, args.seconds, args.requests, int8)))
             floor = [get(server.port, "/healthz")]
             jobs.append(("GET /healthz", 0, 1, functools.partial(
                 load_run, make, server.port, floor, 1, args.seconds, args.requests)))
@@ -334,6 +335,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="A TF-IDF bundle folder [models/category/champion]")
     ap.add_argument("--bert-bundle", type=Path, default=None,
                     help="A BERT (ONNX) bundle folder; skipped when not given or absent")
+    ap.add_argument("--int8", action="store_true",
+                    help="BERT: the bundle's int8 ONNX model, in process and in the service")
     ap.add_argument("--seconds", type=float, default=5.0, help="Per cell and repeat [5]")
     ap.add_argument("--requests", type=int, default=2000, help="Per cell and repeat [2000]")
     ap.add_argument("--repeats", type=int, default=3)

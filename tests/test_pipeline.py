@@ -250,3 +250,11 @@ def test_pull_copies_the_registered_champion_into_models(trained, capsys):
     assert json.loads((champion.parent / "champion.json").read_text())["version"] == "1"
     assert not list((trained / "models").glob(".pull-*"))  # the download is cleaned up
     assert main(["predict", "--root", str(trained), "Borsa güne yükselişle başladı"]) == 0
+
+
+def test_a_run_that_keeps_the_champion_restores_a_missing_champion_folder(trained):
+    champion = trained / "models" / "category" / "champion"
+    before = verify(champion)
+    shutil.rmtree(champion)
+    assert main(["train", "tfidf", "--root", str(trained)]) == 0  # ties: the champion stays
+    assert verify(champion) == before

@@ -248,9 +248,8 @@ def _summary(results: list) -> None:
                   f"{r.registration.reason}")
     err.print("Compare runs: mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db")
     for r in results:
-        if not r.bundle.parent.joinpath("champion").is_dir():
-            err.print(f"[yellow]{r.task}: the champion is a run from before models/{r.task}/"
-                      f"champion/ existed: `manset pull --task {r.task}` copies it there")
+        if r.note:
+            err.print(f"[yellow]{r.task}: {r.note}")
 
 
 PREDICT_BATCH = 2048  # headlines classified and printed at a time: constant memory

@@ -28,6 +28,7 @@ class TrainResult:
     metrics: dict[str, float]
     bundle: Path
     registration: tracking.Registration
+    note: str = ""  # what the user should know about the served champion
 
 
 def import_labelled(paths: Paths) -> dict[str, headlines.AddStats]:
@@ -128,11 +129,18 @@ class Finished:
         t, paths = self.t, self.paths
         registration = tracking.promote(t.task, t.run_id, t.card.fingerprint,
                                         self.metrics["test_macro_f1"], rescore=self.rescore)
+        note = ""
         if registration.champion_moved:
             export.install_champion(paths.models, t.task, paths.bundle(t.task, t.model),
                                     registration.version, t.run_id)
+        elif not paths.champion(t.task).is_dir():  # a champion registered before champion/
+            try:
+                pull_champion(paths, t.task)
+            except (ValueError, OSError, tracking.TrackingError) as e:
+                note = (f"models/{t.task}/champion/ is missing and the registered champion "
+                        f"could not be copied there: {e}")
         return TrainResult(t.task, t.model, t.run_id, self.metrics,
-                           paths.bundle(t.task, t.model), registration)
+                           paths.bundle(t.task, t.model), registration, note)
 
 
 def finish_run(paths: Paths, t: Trained) -> Finished:
