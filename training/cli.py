@@ -285,8 +285,7 @@ def predict(
     paths = _paths(root)
     models = {n: load(bundle or (paths.bundle(n, model) if model else paths.champion(n)),
                       int8=int8) for n in names}
-    items = iter(texts or [])
-    source = itertools.chain(items, iter_headlines(input) if input is not None else [])
+    source = itertools.chain(texts or [], iter_headlines(input) if input is not None else [])
     done = 0
     while batch := list(itertools.islice(source, PREDICT_BATCH)):
         try:
@@ -323,6 +322,8 @@ def serve(
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
     threads: Annotated[int | None, typer.Option(
         help="Predictions running at once [default: cores, at most 8].")] = None,
+    int8: Annotated[bool, typer.Option(
+        "--int8", help="BERT bundles: serve the int8 model where the bundle kept one.")] = False,
     root: RootOpt = Path("."),
 ) -> None:
     """Serve the champion of every exported task over HTTP (POST /v1/classify, docs at /docs);
@@ -333,7 +334,7 @@ def serve(
     except ImportError as e:
         raise ProjectError(f"serve needs the serve extra ({e}): pip install -e './serving[serve]'"
                            ) from e
-    settings = Settings(_paths(root).models)
+    settings = Settings(_paths(root).models, int8=int8)
     if threads is not None:
         settings = dataclasses.replace(settings, threads=threads)
     err.print(f"serving {settings.models} on http://{host}:{port} (docs: /docs)")
