@@ -5,7 +5,6 @@ figures go into the run's config and metrics before finish_run writes and logs t
 """
 
 import copy
-import os
 import shutil
 import warnings
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ from manset_serving.onnx import (
 from sklearn.metrics import f1_score
 
 from training import evaluation, export
+from training.files import link_or_copy
 
 OPSET = 17  # LayerNormalization is a single op from 17; every onnxruntime since 1.14 runs it
 INT8_TOLERANCE = 0.005  # the int8 model may lose at most 0.5 point test macro-F1 (DESIGN.md)
@@ -181,8 +181,5 @@ def write(folder: Path, prepared: Prepared, info: export.BundleInfo) -> None:
         if src.is_dir():
             dst.mkdir(parents=True, exist_ok=True)
             continue
-        try:
-            os.link(src, dst)
-        except OSError:
-            shutil.copy2(src, dst)
+        link_or_copy(src, dst)
     export.finish(folder, info)

@@ -1,7 +1,6 @@
 """Bundles under models/<task>/<model>/: everything a service needs, checksummed."""
 
 import json
-import os
 import platform
 import shutil
 from dataclasses import dataclass, field
@@ -12,14 +11,15 @@ from pathlib import Path
 import numpy as np
 from manset_serving.bundle import FORMAT_VERSION, MANIFEST, NAMES_FILE, sha256
 from manset_serving.champion import RECORD, champion_dir
+from manset_serving.models import PACKAGES
 from manset_serving.tfidf import MODEL_FILE
 from safetensors.numpy import save_file
 
 from training.evaluation import metric_key
-from training.files import readable, staged_dir, write_text
+from training.files import link_or_copy, readable, staged_dir, write_text
 
 # Versions a service needs to match; recorded so a mismatch can be found later.
-PACKAGES = ("manset", "manset-serving", "numpy", "scipy", "safetensors", "scikit-learn",
+VERSIONED = ("manset", "manset-serving", "numpy", "scipy", "safetensors", "scikit-learn",
             "onnxruntime", "tokenizers", "transformers", "torch")
 
 
@@ -38,7 +38,7 @@ class BundleInfo:
 
 def versions() -> dict[str, str]:
     out = {"python": platform.python_version()}
-    for name in PACKAGES:
+    for name in VERSIONED:
         try:
             out[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
@@ -51,9 +51,7 @@ def requirements(family: str) -> list[str]:
     manset_serving package travels with the model, its dependencies are these. Lower bounds at
     the trained versions' minor release, not pins, so a Spark or serving image can keep its own
     pandas and patch releases."""
-    names = ["numpy", "scipy", "safetensors"] + (["onnxruntime", "tokenizers"]
-                                                 if family == "bert" else [])
-    return [f"{p}>={'.'.join(metadata.version(p).split('.')[:2])}" for p in names]
+    return [f"{p}>={'.'.join(metadata.version(p).split('.')[:2])}" for p in PACKAGES[family]]
 
 
 def _onnx_lines(info: BundleInfo) -> list[str]:
@@ -138,15 +136,8 @@ def install_champion(models: Path, task: str, bundle: Path, version: object, run
     hard-linked where the file system allows), then record its registered version beside it."""
     target = champion_dir(models, task)
     with staged_dir(target) as folder:
-        shutil.copytree(bundle, folder, dirs_exist_ok=True, copy_function=_link_or_copy)
+        shutil.copytree(bundle, folder, dirs_exist_ok=True, copy_function=link_or_copy)
     write_text(models / task / RECORD, json.dumps(
         {"task": task, "version": str(version), "mlflow_run_id": run_id,
          "promoted_at": datetime.now(UTC).isoformat()}, indent=1))
     return target
-
-
-def _link_or_copy(src: str, dst: str) -> None:
-    try:
-        os.link(src, dst)
-    except OSError:
-        shutil.copy2(src, dst)

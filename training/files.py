@@ -53,6 +53,15 @@ def readable(folder: Path) -> None:
             p.chmod(DIR_MODE if p.is_dir() else FILE_MODE)
 
 
+def link_or_copy(src: str | Path, dst: str | Path) -> None:
+    """A hard link where the file system allows (model weights are hundreds of MB), else a copy.
+    Safe because nothing here writes a file in place: files are replaced by rename."""
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
+
+
 def write_text(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=temp_prefix(path.name), dir=path.parent)

@@ -40,6 +40,11 @@ def has_int8(bundle: Bundle) -> bool:
     return bundle.model == "bert" and bundle.has(INT8_FILE)
 
 
+# model family → the distributions its loader imports (the pyfunc's requirements)
+PACKAGES: dict[str, tuple[str, ...]] = {
+    "tfidf": ("numpy", "scipy", "safetensors"),
+    "bert": ("numpy", "scipy", "safetensors", "onnxruntime", "tokenizers")}
+
 # model family (manifest "model") → loader
 FAMILIES: dict[str, Callable[[Bundle, bool], Predictor]] = {"tfidf": _tfidf, "bert": _bert}
 

@@ -443,7 +443,10 @@ def serve(settings: Settings, host: str = "127.0.0.1", port: int = 8000) -> None
     # http and loop stay "auto": httptools and uvloop when installed (uvicorn[standard]), which
     # take about 0.15 ms off every request; h11 and asyncio otherwise
     uvicorn.run(_Front(create_app(settings)), host=host, port=port, log_level="warning",
-                access_log=False, timeout_graceful_shutdown=10)
+                access_log=False, timeout_graceful_shutdown=10,
+                # longer than the idle timeout of the proxies and balancers in front (60 s on
+                # most), so they never send on a connection the service has just closed
+                timeout_keep_alive=75)
 
 
 def main(argv: list[str] | None = None) -> None:
