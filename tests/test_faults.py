@@ -155,3 +155,16 @@ def test_kill_9_of_a_real_manset_run_at_several_points_loses_nothing(project: Pa
     champion = _client(project).get_model_version_by_alias("manset-category", "champion")
     assert verify(project / "models" / "category" / "champion")["mlflow_run_id"] == \
         champion.run_id
+
+
+def test_a_read_only_store_names_the_real_cause(trained: Path, capsys, monkeypatch) -> None:
+    """A store that cannot be written (here SQLite opened read-only; a read-only mlruns/ for a
+    user who is not root) reports SQLite's own reason, not SQLAlchemy's wrapper around it."""
+    champion = verify(trained / "models" / "category" / "champion")
+    db = trained / "mlruns" / "mlflow.db"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///file:{db}?mode=ro&uri=true")
+    assert main(["train", "tfidf", "--root", str(trained)]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "autoflush" not in err
+    assert "attempt to write a readonly database" in err.strip().splitlines()[-1]
+    assert verify(trained / "models" / "category" / "champion") == champion
