@@ -95,7 +95,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory, mlflow_template: Path,
 def _client(root: Path) -> MlflowClient:
     uri = f"sqlite:///{root / 'mlruns' / 'mlflow.db'}"
     mlflow.set_tracking_uri(uri)
-    return MlflowClient(uri)
+    return MlflowClient(uri, registry_uri=uri)
 
 
 def _test_texts(root: Path) -> list[str]:

@@ -22,7 +22,8 @@ def trained(project: Path) -> Path:
 
 
 def _client(project: Path) -> MlflowClient:
-    return MlflowClient(f"sqlite:///{project / 'mlruns' / 'mlflow.db'}")
+    uri = f"sqlite:///{project / 'mlruns' / 'mlflow.db'}"
+    return MlflowClient(uri, registry_uri=uri)  # not the registry an earlier test set globally
 
 
 def _runs(project: Path) -> list:

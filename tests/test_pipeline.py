@@ -30,7 +30,7 @@ def trained(project: Path) -> Path:
 def _store(project: Path) -> MlflowClient:
     uri = f"sqlite:///{project / 'mlruns' / 'mlflow.db'}"
     mlflow.set_tracking_uri(uri)
-    return MlflowClient(uri)
+    return MlflowClient(uri, registry_uri=uri)
 
 
 def test_run_tracks_exports_and_registers(trained):

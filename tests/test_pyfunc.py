@@ -35,7 +35,7 @@ def store(tmp_path_factory: pytest.TempPathFactory, mlflow_template: Path):
     db = root / "mlflow.db"
     db.write_bytes(mlflow_template.read_bytes())
     uri = f"sqlite:///{db}"
-    previous = mlflow.get_tracking_uri()
+    previous = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
     exp = mlflow.create_experiment("pyfunc", artifact_location=(root / "artifacts").as_uri())
@@ -45,7 +45,8 @@ def store(tmp_path_factory: pytest.TempPathFactory, mlflow_template: Path):
                            export.requirements("tfidf"))
     MlflowClient().set_registered_model_alias("manset-category", "champion", "1")
     yield uri, bundle
-    mlflow.set_tracking_uri(previous)
+    mlflow.set_tracking_uri(previous[0])
+    mlflow.set_registry_uri(previous[1])
 
 
 @pytest.fixture(scope="module")

@@ -79,7 +79,8 @@ def test_topic_dataset_scores_gold_rows_only_and_keeps_test_groups_out_of_traini
 
 
 def test_topic_run_is_tracked_registered_and_exported_with_names(trained):
-    client = MlflowClient(f"sqlite:///{trained / 'mlruns' / 'mlflow.db'}")
+    uri = f"sqlite:///{trained / 'mlruns' / 'mlflow.db'}"
+    client = MlflowClient(uri, registry_uri=uri)
     (run,) = client.search_runs([client.get_experiment_by_name("manset-topic").experiment_id])
     m = run.data.metrics
     assert {"test_macro_f1", "test_f1_medtop_02000000", "test_catchall_macro_f1",
