@@ -44,12 +44,15 @@ def configure(root: Path) -> str:
     # A server that is down should fail in seconds, not after MLflow's minutes of retries.
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "15")
-    uri = os.environ.get("MLFLOW_TRACKING_URI")
-    if not uri:
+    given = os.environ.get("MLFLOW_TRACKING_URI")
+    uri = given or f"sqlite:///{(root / 'mlruns' / 'mlflow.db').resolve()}"
+    if not given:
         (root / "mlruns").mkdir(parents=True, exist_ok=True)
-        uri = f"sqlite:///{(root / 'mlruns' / 'mlflow.db').resolve()}"
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
+    if not given:  # MLflow exports what it was set to: the next project must not inherit it
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
+        os.environ.pop("MLFLOW_REGISTRY_URI", None)
     return uri
 
 
