@@ -65,6 +65,16 @@ def project(tmp_path: Path, mlflow_template: Path, monkeypatch: pytest.MonkeyPat
     return make_project(tmp_path / "project", mlflow_template)
 
 
+@pytest.fixture()
+def trained(project: Path) -> Path:
+    """The small project after `manset run`, fresh for each test (modules that only read it
+    define a shared one of their own)."""
+    from training.cli import main
+
+    assert main(["run", "--root", str(project)]) == 0
+    return project
+
+
 def verify(folder: Path) -> dict:
     """A bundle's manifest, after checking every file it lists."""
     from manset_serving.bundle import Bundle

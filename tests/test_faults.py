@@ -15,12 +15,6 @@ from mlflow import MlflowClient
 from training.cli import main
 
 
-@pytest.fixture()
-def trained(project: Path) -> Path:
-    assert main(["run", "--root", str(project)]) == 0
-    return project
-
-
 def _client(project: Path) -> MlflowClient:
     uri = f"sqlite:///{project / 'mlruns' / 'mlflow.db'}"
     return MlflowClient(uri, registry_uri=uri)  # not the registry an earlier test set globally

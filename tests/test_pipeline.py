@@ -21,12 +21,6 @@ from training import baseline, dataset
 from training.cli import main
 
 
-@pytest.fixture()
-def trained(project: Path) -> Path:
-    assert main(["run", "--root", str(project)]) == 0
-    return project
-
-
 def _store(project: Path) -> MlflowClient:
     uri = f"sqlite:///{project / 'mlruns' / 'mlflow.db'}"
     mlflow.set_tracking_uri(uri)
