@@ -59,19 +59,60 @@ def make_project(root: Path, mlflow_template: Path) -> Path:
 
 
 @pytest.fixture()
-def project(tmp_path: Path, mlflow_template: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+def project(tmp_path: Path, mlflow_template: Path, monkeypatch: pytest.MonkeyPatch,
+            request: pytest.FixtureRequest) -> Path:
+    """The small project, tracking to its own SQLite store; or, when MLFLOW_TRACKING_URI names a
+    server (as in MLflow's own store tests), to that server, under a MANSET_NAMESPACE of its own
+    so that tests never see each other's champions. Tests marked `sqlite_store` read
+    mlruns/mlflow.db themselves and are skipped then. A sqlite URI there is one an earlier
+    test's MLflow call exported (MLflow sets the variable it is given): dropped."""
+    import os
+    import re
+    import uuid
+
+    if os.environ.get("MLFLOW_TRACKING_URI", "").startswith(("http://", "https://")):
+        if request.node.get_closest_marker("sqlite_store"):
+            pytest.skip("reads the project's SQLite store; MLFLOW_TRACKING_URI is a server")
+        name = re.sub(r"[^A-Za-z0-9_.-]", "-", request.node.name)[:48]
+        monkeypatch.setenv("MANSET_NAMESPACE", f"{name}-{uuid.uuid4().hex[:8]}")
+        # MLflow exports the registry URI it is set to; give it back when the test ends
+        monkeypatch.setenv("MLFLOW_REGISTRY_URI", os.environ["MLFLOW_TRACKING_URI"])
+    else:
+        monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+        monkeypatch.delenv("MANSET_NAMESPACE", raising=False)
     monkeypatch.delenv("MANSET_ROOT", raising=False)
     return make_project(tmp_path / "project", mlflow_template)
 
 
-@pytest.fixture()
-def trained(project: Path) -> Path:
-    """The small project after `manset run`, fresh for each test (modules that only read it
-    define a shared one of their own)."""
+@pytest.fixture(scope="session")
+def trained_template(tmp_path_factory: pytest.TempPathFactory, mlflow_template: Path) -> Path:
+    """The small project after `manset run`, once per session, on its own SQLite store."""
     from training.cli import main
 
-    assert main(["run", "--root", str(project)]) == 0
+    with pytest.MonkeyPatch.context() as mp:
+        mp.delenv("MLFLOW_TRACKING_URI", raising=False)
+        mp.delenv("MANSET_NAMESPACE", raising=False)
+        root = make_project(tmp_path_factory.mktemp("trained") / "project", mlflow_template)
+        assert main(["run", "--root", str(root)]) == 0
+    return root
+
+
+@pytest.fixture()
+def trained(project: Path, trained_template: Path) -> Path:
+    """The small project after `manset run`, fresh for each test: a copy of the session's
+    trained project, its store re-pointed at the copy (as for any moved project); against a
+    tracking server, trained afresh."""
+    import os
+
+    from training import portable
+    from training.cli import main
+
+    if os.environ.get("MLFLOW_TRACKING_URI"):  # only the project fixture's server is left set
+        assert main(["run", "--root", str(project)]) == 0
+        return project
+    shutil.rmtree(project)
+    shutil.copytree(trained_template, project, symlinks=True)
+    assert portable.relocate(project) == [str(trained_template)]
     return project
 
 

@@ -32,10 +32,11 @@ def test_speed_cuts_the_batch_of_a_slow_model_to_its_budget():
         time.sleep(1e-4 * len(texts))  # ~10,000 headlines/s at best
         return np.zeros((len(texts), 2))
 
-    evaluation.speed(slow, ["x"] * 50, batch=100_000, budget_s=0.5, singles=3)
-    batch = sizes[1]  # warm-up, then the timed batch
-    assert 1000 <= batch <= 10_000
+    evaluation.speed(slow, ["x"] * 50, batch=100_000, budget_s=2.5, singles=3, repeats=5)
+    batches = sizes[1:6]  # warm-up, then the timed batches, each cut to budget / repeats
+    assert len(set(batches)) == 1 and 1000 <= batches[0] <= 10_000
     fast = []
-    evaluation.speed(lambda t: fast.append(len(t)) or np.zeros((len(t), 2)), ["x"] * 50,
-                     batch=20_000, budget_s=5, singles=3)
-    assert fast[1] == 20_000  # a fast model is timed on the whole batch
+    got = evaluation.speed(lambda t: fast.append(len(t)) or np.zeros((len(t), 2)), ["x"] * 50,
+                           batch=20_000, budget_s=5, singles=3, repeats=3)
+    assert fast[1:4] == [20_000] * 3  # a fast model is timed on the whole batch
+    assert len(fast) == 1 + 3 + 3 and got["predict_throughput_spread_pct"] >= 0

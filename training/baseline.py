@@ -1,8 +1,6 @@
 """The TF-IDF baseline: hashed word + character n-grams, a balanced linear SVM, temperature-scaled
 probabilities. A scikit-learn Pipeline at training time; plain arrays once exported."""
 
-from dataclasses import asdict, dataclass, field
-
 import numpy as np
 from manset_serving import features
 from manset_serving.features import FeatureConfig
@@ -12,22 +10,7 @@ from sklearn.calibration import CalibratedClassifierCV
 from sklearn.pipeline import Pipeline
 from sklearn.svm import LinearSVC
 
-
-@dataclass(frozen=True)
-class TfidfConfig:
-    features: FeatureConfig = field(default_factory=FeatureConfig)
-    C: float = 0.5  # SVM regularisation; 0.3-1 are within noise on the bundled data
-    class_weight: str | None = "balanced"  # Magazin/Politika/Yaşam have 8x fewer rows than Spor
-    calibration_folds: int = 3  # temperature fitted on out-of-fold scores; 3 keeps fitting fast
-    # Weight of a hand-annotated (gold) training row against a distant one (topic: a section
-    # mapped to a topic). Gold rows are few but are the only ones for most topics.
-    gold_weight: float = 1.0
-    seed: int = 13
-
-    def params(self) -> dict[str, object]:
-        """Flat parameters for MLflow."""
-        flat = {k: v for k, v in asdict(self).items() if k != "features"}
-        return {**flat, **{f"features.{k}": v for k, v in asdict(self.features).items()}}
+from training.configs import TfidfConfig
 
 
 class NgramTfidf(TransformerMixin, BaseEstimator):

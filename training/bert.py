@@ -14,7 +14,7 @@ import shutil
 import time
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
@@ -36,52 +36,15 @@ from transformers import (
     set_seed,
 )
 
-from training import bert_export, dataset, tracking
+from training import bert_export, dataset, options, tracking
+from training.configs import DEFAULT_MODEL, BertTrainConfig  # noqa: F401 (re-exported)
 from training.e5 import E5_NAME
 from training.files import write_text
 from training.pipeline import Finished, Trained, TrainResult, finish_run
 from training.project import Paths, ProjectError
 
-DEFAULT_MODEL = "dbmdz/bert-base-turkish-cased"
 STAMP_FILE = "manset_run.json"  # beside the checkpoints: the settings and data they belong to
 T = TypeVar("T")
-
-
-@dataclass(frozen=True)
-class BertTrainConfig:
-    model: str = DEFAULT_MODEL  # hub id, local folder, or "multilingual-e5-small" (offline)
-    epochs: float = 3.0  # BERT fine-tuning converges in 2-4 epochs; early stopping ends sooner
-    batch_size: int = 32  # per device; the BERT paper's 16-32, and short headlines make 32 cheap
-    learning_rate: float = 5e-5  # top of the BERT paper's 2e-5..5e-5 (small models like e5-small
-    #                              want ~1e-4: benchmarks/BERT.md)
-    weight_decay: float = 0.01  # the usual AdamW setting for BERT fine-tuning
-    warmup_ratio: float = 0.1  # the head starts random: warm-up keeps its first big gradients
-    #                            from wrecking the pretrained encoder
-    max_length: int | None = None  # None: p99 of the training token lengths, rounded up to 8
-    max_length_cap: int = 128  # headlines are ~15-25 tokens; attention cost grows with length
-    class_weights: bool = True  # balanced loss, as the TF-IDF baseline's: the metric is macro-F1
-    #                             and Magazin/Politika/Yaşam have 9x fewer rows than Spor
-    #                             (e5-small: 0.9041 without, 0.9069-0.9106 with; benchmarks/BERT.md)
-    freeze_embeddings: bool = False  # True keeps the word embeddings fixed: on CPU, AdamW over
-    #                                  e5-small's 250k x 384 vocabulary is half of every step
-    patience: int = 2  # evaluations without a better validation macro-F1 before stopping
-    eval_steps: int | None = None  # None: evaluate and checkpoint each epoch (max_steps: twice)
-    max_steps: int = -1  # > 0 caps training at this many optimiser steps (tests, smoke runs)
-    train_rows: int | None = None  # a seeded random subset of the training split, for CPU runs;
-    #                                logged, so a subsample run is never taken for a full one
-    seed: int = 13
-
-    def __post_init__(self) -> None:
-        if self.epochs <= 0 or self.batch_size < 1 or self.learning_rate <= 0:
-            raise ValueError("epochs, batch size and learning rate must be positive")
-        if self.max_length is not None and not 8 <= self.max_length <= 512:
-            raise ValueError(f"max length {self.max_length}: use 8-512 tokens, or auto")
-        if self.train_rows is not None and self.train_rows < 2:
-            raise ValueError("train_rows must be at least 2")
-
-    def params(self) -> dict[str, object]:
-        """Flat parameters for MLflow; None (chosen at run time) shows as 'auto'."""
-        return {k: "auto" if v is None else v for k, v in asdict(self).items()}
 
 
 def _offline() -> bool:
@@ -267,7 +230,8 @@ def _tokenized(dd: DatasetDict, tokenizer: Any, max_length: int) -> DatasetDict:
 
 
 def train_bert(paths: Paths, task: str, cfg: BertTrainConfig, resume: bool = False,
-               callbacks: Sequence[TrainerCallback] = ()) -> TrainResult | None:
+               callbacks: Sequence[TrainerCallback] = (),
+               meta: tracking.RunMeta | None = None) -> TrainResult | None:
     """Train, evaluate, track, export and register; None on every process but the main one.
     Checkpoints go to checkpoint_dir() and are removed once the bundle is written."""
     # Joins the process group under torchrun/accelerate launch; without a GPU, accelerate only
@@ -305,7 +269,8 @@ def train_bert(paths: Paths, task: str, cfg: BertTrainConfig, resume: bool = Fal
               "resumed_from": Path(last).name if last else "none"}
     if state.is_main_process:
         tracking.configure(paths.root)
-    opened = tracking.run(task, "bert", paths.root, params) if state.is_main_process \
+    opened = tracking.run(task, "bert", paths.root, params, meta, options.differing(cfg)) \
+        if state.is_main_process \
         else nullcontext("")
     with opened as run_id:
         if state.is_main_process:

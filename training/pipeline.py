@@ -14,7 +14,18 @@ import pandas as pd
 from datasets import DatasetDict
 from manset_serving import load
 
-from training import baseline, dataset, evaluation, export, gold, headlines, tasks, tracking
+from training import (
+    baseline,
+    dataset,
+    evaluation,
+    export,
+    gold,
+    headlines,
+    options,
+    registry,
+    tasks,
+    tracking,
+)
 from training.dataset import BuildConfig, DataCard
 from training.files import staged_dir, temp_prefix
 from training.project import Paths
@@ -27,7 +38,7 @@ class TrainResult:
     run_id: str
     metrics: dict[str, float]
     bundle: Path
-    registration: tracking.Registration
+    registration: registry.Registration
     note: str = ""  # what the user should know about the served champion
 
 
@@ -78,22 +89,31 @@ def _connect(paths: Paths) -> sqlite3.Connection:
         raise ValueError(f"{paths.db}: cannot open the headline table: {e}") from e
 
 
-def train_tfidf(paths: Paths, task: str, cfg: baseline.TfidfConfig) -> TrainResult:
+def train_tfidf(paths: Paths, task: str, cfg: baseline.TfidfConfig,
+                meta: tracking.RunMeta | None = None) -> TrainResult:
     dd, card = dataset.load(paths.built(task))
     tracking.configure(paths.root)
-    with tracking.run(task, "tfidf", paths.root, cfg.params()) as run_id:
+    return tfidf_run(paths, task, cfg, dd, card, meta).promote()  # once the run is FINISHED
+
+
+def tfidf_run(paths: Paths, task: str, cfg: baseline.TfidfConfig, dd: DatasetDict,
+              card: DataCard, meta: tracking.RunMeta | None = None, nested: bool = False
+              ) -> "Finished":
+    """Fit, evaluate, export and log the baseline in a run of its own (nested: inside the run
+    that is open, such as a sweep's)."""
+    with tracking.run(task, "tfidf", paths.root, cfg.params(), meta, options.differing(cfg),
+                      nested=nested) as run_id:
         tracking.log_dataset(dd, card.fingerprint, task, str(paths.built(task)))
         start = time.perf_counter()
         pipe = baseline.fit(cfg, list(dd["train"]["text"]), np.array(dd["train"]["label"]),
                             list(dd["train"]["label_source"]))
         train_seconds = time.perf_counter() - start
         arrays, beta = baseline.export_arrays(pipe)
-        finished = finish_run(
+        return finish_run(
             paths, Trained(task, "tfidf", run_id, dd, card, pipe.predict_proba,
                            config={"task": task, **asdict(cfg), "beta": beta},
                            write=lambda folder, info: export.write_tfidf(folder, arrays, info),
                            metrics={"train_seconds": train_seconds}))
-    return finished.promote()  # only once the run is FINISHED
 
 
 @dataclass(frozen=True)
@@ -120,15 +140,14 @@ class Finished:
     paths: Paths
     t: Trained
     metrics: dict[str, float]
-    rescore: Callable[[str], float]
+    challenger: registry.Challenger  # its test predictions, for the paired promotion test
 
     def promote(self) -> TrainResult:
         """Register it as champion if it beats the champion, and install its bundle as
         models/<task>/champion/. Called after the MLflow run has ended, so the alias never
         points at a run that is still RUNNING."""
         t, paths = self.t, self.paths
-        registration = tracking.promote(t.task, t.run_id, t.card.fingerprint,
-                                        self.metrics["test_macro_f1"], rescore=self.rescore)
+        registration = registry.promote(self.challenger)
         note = ""
         if registration.champion_moved:
             export.install_champion(paths.models, t.task, paths.bundle(t.task, t.model),
@@ -168,12 +187,18 @@ def finish_run(paths: Paths, t: Trained) -> Finished:
                                f"{int((shipped != t.proba(x_test).argmax(1)).sum())} test rows")
         metrics |= evaluation.speed(predictor.predict_proba, x_test)
         export.finish(folder, dataclasses.replace(info, metrics=metrics))  # card with speed
-        tracking.log_evaluation(metrics, ev.report, ev.confusion, ev.worst, t.card.markdown(),
-                                t.step)
+        tracking.log_evaluation(
+            metrics, ev.report, {"confusion_matrix": ev.confusion, "per_class_f1": ev.f1_chart},
+            ev.worst, {"MODEL_CARD.md": (folder / "MODEL_CARD.md").read_text(encoding="utf-8"),
+                       "DATA_CARD.md": t.card.markdown()},
+            {"dataset_fingerprint": t.card.fingerprint, "true": [labels[i] for i in y_test],
+             "predicted": [labels[i] for i in ev.pred]}, t.step)
         example = x_test[:3]
         tracking.log_model(folder, t.task, example, pd.DataFrame(predictor.predict(example)),
                            export.requirements(t.model))
-    return Finished(paths, t, metrics, lambda uri: _rescore(uri, x_test, y_test, labels))
+    return Finished(paths, t, metrics, registry.Challenger(
+        t.task, t.run_id, t.card.fingerprint, metrics["test_macro_f1"], y_test, ev.pred, labels,
+        predict=lambda uri: _labels_of(uri, x_test)))
 
 
 def pull_champion(paths: Paths, task: str) -> tuple[Path, str]:
@@ -182,7 +207,7 @@ def pull_champion(paths: Paths, task: str) -> tuple[Path, str]:
     tracking.configure(paths.root)
     paths.models.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=paths.models, prefix=temp_prefix("pull")) as tmp:
-        folder, version, run_id = tracking.download_champion(task, Path(tmp))
+        folder, version, run_id = registry.download_champion(task, Path(tmp))
         load(folder).bundle.verify_all()
         return export.install_champion(paths.models, task, folder, version, run_id), version
 
@@ -200,10 +225,7 @@ def catch_all_metrics(proba: evaluation.ProbaFn, dd: DatasetDict, labels: list[s
                                "test_catchall").metrics | {"test_catchall_rows": len(rows)}
 
 
-def _rescore(uri: str, texts: list[str], y: np.ndarray, labels: list[str]) -> float:
-    """Test macro-F1 of a registered model on this dataset's test split, labels matched by name."""
-    from sklearn.metrics import f1_score
-
-    out = pd.DataFrame(tracking.load_pyfunc(uri).predict(texts))
-    pred = [labels.index(lb) if lb in labels else -1 for lb in out["label"]]
-    return float(f1_score(y, pred, labels=list(range(len(labels))), average="macro"))
+def _labels_of(uri: str, texts: list[str]) -> list[str]:
+    """The labels a registered model gives these headlines: a champion trained on another
+    dataset is scored on this one's test rows."""
+    return list(pd.DataFrame(registry.load_pyfunc(uri).predict(texts))["label"])

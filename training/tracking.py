@@ -1,14 +1,17 @@
-"""Everything MLflow: the rest of the package does not import it (manset_serving.pyfunc is what
-MLflow itself loads)."""
+"""Everything MLflow about runs; registry.py does the model registry. The rest of the package
+imports neither MLflow nor them (manset_serving.pyfunc is what MLflow itself loads)."""
 
+import importlib.metadata
 import os
+import platform
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import manset_serving
@@ -18,25 +21,17 @@ from datasets import DatasetDict
 from mlflow import MlflowClient
 from mlflow.data.huggingface_dataset import from_huggingface
 from mlflow.models import ModelSignature, infer_signature
-from mlflow.pyfunc import PyFuncModel
 
+from training import portable, stores
 from training.files import alive
 from training.project import ProjectError
 
 SERVING = Path(manset_serving.__file__).parent  # the only code a logged model carries
 PYFUNC_FILE = SERVING / "pyfunc.py"
-CHAMPION = "champion"
 
 
 class TrackingError(ProjectError):
     """The MLflow store cannot be reached or written."""
-
-
-@dataclass(frozen=True)
-class Registration:
-    version: str
-    champion_moved: bool
-    reason: str
 
 
 def configure(root: Path) -> str:
@@ -46,8 +41,10 @@ def configure(root: Path) -> str:
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "15")
     given = os.environ.get("MLFLOW_TRACKING_URI")
     uri = given or f"sqlite:///{(root / 'mlruns' / 'mlflow.db').resolve()}"
+    stores.check_uri(uri)
     if not given:
         (root / "mlruns").mkdir(parents=True, exist_ok=True)
+        portable.relocate(root)  # a copied or moved project: its artifacts moved with it
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
     if not given:  # MLflow exports what it was set to: the next project must not inherit it
@@ -57,7 +54,9 @@ def configure(root: Path) -> str:
 
 
 def model_name(task: str) -> str:
-    return f"manset-{task}"
+    """manset-<task>; manset-<namespace>-<task> under MANSET_NAMESPACE (a shared server)."""
+    ns = stores.namespace()
+    return f"manset-{ns}-{task}" if ns else f"manset-{task}"
 
 
 def _experiment(task: str, root: Path) -> str:
@@ -94,7 +93,7 @@ def guarded(what: str) -> Iterator[None]:
     """Any failure of the store while doing `what` → one TrackingError line with its cause."""
     try:
         yield
-    except TrackingError:
+    except ProjectError:  # already one clear line
         raise
     except Exception as e:  # MLflow, SQLAlchemy, HTTP: all mean the store is not usable
         raise TrackingError(f"MLflow store {mlflow.get_tracking_uri()}: {what} failed: "
@@ -117,21 +116,76 @@ def close_dead_runs(experiment_id: str) -> list[str]:
     return closed
 
 
+@dataclass(frozen=True)
+class RunMeta:
+    """What the user says about a run: --run-name, --tag k=v, --description."""
+
+    name: str | None = None
+    tags: dict[str, str] = field(default_factory=dict)
+    description: str = ""
+
+
+def run_name(family: str, settings: dict[str, object], run_id: str) -> str:
+    """family, the settings that differ from the defaults, a short id: tfidf-C=2-a1b2c3."""
+    def shown(v: object) -> str:
+        text = f"{v:g}" if isinstance(v, float) else str(v)
+        text = "none" if v is None else text
+        return Path(text).name if "/" in text else text  # a model folder: its name
+    return "-".join([family, *(f"{k}={shown(v)}" for k, v in settings.items()), run_id[:6]])
+
+
+def machine() -> dict[str, str]:
+    """Tags that say where a run ran, so that speed figures are compared on one machine."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            cpu = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")),
+                       cpu)
+    except OSError:
+        pass
+    gpu = "none"
+    torch = sys.modules.get("torch")  # only a run that loaded torch can have used a GPU
+    if torch is not None and torch.cuda.is_available():
+        gpu = ", ".join(torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count()))
+    return {"manset.cpu": cpu, "manset.cores": str(os.cpu_count()), "manset.gpu": gpu,
+            "manset.host": socket.gethostname()}
+
+
+def git_dirty(root: Path) -> str:
+    """"true" when tracked files differ from the commit: the run's code is not that commit."""
+    try:
+        out = subprocess.run(["git", "-C", str(root), "status", "--porcelain",
+                              "--untracked-files=no"], capture_output=True, text=True, timeout=10)
+    except OSError:
+        return "unknown"
+    return "unknown" if out.returncode else str(bool(out.stdout.strip())).lower()
+
+
 @contextmanager
-def run(task: str, model: str, root: Path, params: dict[str, object]) -> Iterator[str]:
-    """An MLflow run in the task's experiment; yields its id. It ends FINISHED, or FAILED when
-    the block raises; store failures anywhere become one TrackingError line. Runs left RUNNING
-    by dead processes are closed first."""
+def run(task: str, family: str, root: Path, params: dict[str, object],
+        meta: RunMeta | None = None, settings: dict[str, object] | None = None,
+        nested: bool = False) -> Iterator[str]:
+    """An MLflow run in the task's experiment; yields its id. It is named after the family and
+    `settings` (those that differ from the defaults) unless meta names it, and tagged with the
+    task, family, code version and machine. It ends FINISHED, or FAILED when the block raises;
+    store failures anywhere become one TrackingError line. Runs left RUNNING by dead processes
+    are closed first. A nested run is a child of the run that is open (a sweep's trials)."""
+    meta = meta or RunMeta()
     with guarded("starting the run"):
         exp = _experiment(task, root)
         close_dead_runs(exp)
-        active = mlflow.start_run(experiment_id=exp, run_name=f"{model}-{task}")
-        mlflow.set_tags({"task": task, "model": model, "mlflow.source.git.commit":
-                         git_commit(root), "manset.pid": str(os.getpid()),
-                         "manset.host": socket.gethostname()})
+        active = mlflow.start_run(experiment_id=exp, run_name=meta.name, nested=nested)
+        run_id = active.info.run_id
+        tags = {"task": task, "family": family, "mlflow.source.git.commit": git_commit(root),
+                "manset.git_dirty": git_dirty(root), "manset.version": _version(),
+                "manset.pid": str(os.getpid()), **machine(), **meta.tags,
+                "mlflow.runName": meta.name or run_name(family, settings or {}, run_id)}
+        if meta.description:
+            tags["mlflow.note.content"] = meta.description  # the UI's run description
+        mlflow.set_tags(tags)
         mlflow.log_params(params)
     try:
-        yield active.info.run_id
+        yield run_id
     except BaseException:
         try:  # a store that is down cannot record it; the next run closes this one
             mlflow.end_run("FAILED")
@@ -140,6 +194,13 @@ def run(task: str, model: str, root: Path, params: dict[str, object]) -> Iterato
         raise
     with guarded("finishing the run"):
         mlflow.end_run()
+
+
+def _version() -> str:
+    try:
+        return importlib.metadata.version("manset")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
 
 
 def close_interrupted(run_id: str, resumed_by: str) -> None:
@@ -169,16 +230,60 @@ def _log_dataset(dd: DatasetDict, fingerprint: str, task: str, source: str) -> N
     mlflow.log_param("dataset_fingerprint", fingerprint)
 
 
-def log_evaluation(metrics: dict[str, float], report: str, confusion: object,
-                   worst: list[dict], data_card: str, step: int = 0) -> None:
+PREDICTIONS = "evaluation/test_predictions.json"  # the promotion test reads the champion's
+
+
+def log_evaluation(metrics: dict[str, float], report: str, figures: dict[str, object],
+                   worst: list[dict], cards: dict[str, str], predictions: dict,
+                   step: int = 0) -> None:
+    """Every run of every family logs the same layout: evaluation/ (report, confusion matrix,
+    per-class F1, worst errors, test predictions) and cards/ (model card, data card)."""
     with guarded("logging the evaluation"):
         mlflow.log_metrics(metrics, step=step)
         mlflow.log_text(report, "evaluation/classification_report.txt")
-        mlflow.log_figure(confusion, "evaluation/confusion_matrix.png")
+        for name, fig in figures.items():
+            mlflow.log_figure(fig, f"evaluation/{name}.png")
         mlflow.log_table(pd.DataFrame(worst, columns=["text", "true", "predicted",
                                                       "confidence"]),
                          "evaluation/worst_errors.json")
-        mlflow.log_text(data_card, "data/CARD.md")
+        mlflow.log_dict(predictions, PREDICTIONS)
+        for name, text in cards.items():
+            mlflow.log_text(text, f"cards/{name}")
+
+
+@contextmanager
+def child_run(name: str, params: dict[str, object], tags: dict[str, str]) -> Iterator[None]:
+    """A light run nested in the open one (a sweep's trial): it ends FINISHED, or FAILED when
+    the block raises."""
+    with guarded("starting a child run"):
+        parent = mlflow.active_run()
+        mlflow.start_run(run_name=name, nested=True,  # in the parent's experiment
+                         experiment_id=parent.info.experiment_id if parent else None)
+        mlflow.log_params(params)
+        mlflow.set_tags(tags)
+    try:
+        yield
+    except BaseException:
+        mlflow.end_run("FAILED")
+        raise
+    with guarded("finishing a child run"):
+        mlflow.end_run()
+
+
+def set_tag(key: str, value: str) -> None:
+    with guarded("tagging the run"):
+        mlflow.set_tag(key, value)
+
+
+def log_sweep(metrics: dict[str, float], params: dict[str, object], plot: object) -> None:
+    """A sweep's summary on its parent run: best score, trial counts, best settings, the plot."""
+    with guarded("logging the sweep"):
+        mlflow.log_metrics(metrics)
+        mlflow.log_params(params)
+        mlflow.log_figure(plot, "sweep/parallel_coordinates.png")
+    import matplotlib.pyplot as plt  # Optuna draws with pyplot: free the figure
+
+    plt.close(plot)  # type: ignore[arg-type]
 
 
 def log_curve(name: str, value: float, step: int) -> None:
@@ -204,65 +309,3 @@ def log_model(bundle: Path, task: str, example: list[str], output: pd.DataFrame,
             input_example=pd.DataFrame({"text": example}),
             registered_model_name=model_name(task))
     return info.model_uri
-
-
-def promote(task: str, run_id: str, fingerprint: str, macro_f1: float,
-            rescore: Callable[[str], float] | None = None) -> Registration:
-    with guarded("promoting the model"):
-        return _promote(task, run_id, fingerprint, macro_f1, rescore)
-
-
-def _promote(task: str, run_id: str, fingerprint: str, macro_f1: float,
-             rescore: Callable[[str], float] | None = None) -> Registration:
-    """Move the champion alias to this run's version only if it beats the champion on the same
-    dataset. A champion trained on another dataset is re-scored on this one through `rescore`
-    (its model URI → test macro-F1); if that is impossible the alias stays."""
-    client = MlflowClient()
-    name = model_name(task)
-    version = next(v for v in client.search_model_versions(f"name='{name}'")
-                   if v.run_id == run_id)
-    client.set_model_version_tag(name, version.version, "dataset_fingerprint", fingerprint)
-    client.set_model_version_tag(name, version.version, "test_macro_f1", repr(macro_f1))
-    try:
-        champion = client.get_model_version_by_alias(name, CHAMPION)
-    except mlflow.exceptions.MlflowException:
-        champion = None
-    if champion is None:
-        client.set_registered_model_alias(name, CHAMPION, version.version)
-        return Registration(version.version, True, "first version of the model")
-    if champion.tags.get("dataset_fingerprint") == fingerprint:
-        best = float(champion.tags.get("test_macro_f1", "nan"))
-        basis = "same dataset"
-    elif rescore is not None:
-        try:
-            best = rescore(f"models:/{name}/{champion.version}")
-            basis = "champion re-scored on this dataset"
-        except Exception as e:
-            return Registration(version.version, False,
-                                f"champion v{champion.version} could not be re-scored: {e}")
-    else:
-        return Registration(version.version, False, "champion was trained on another dataset")
-    if macro_f1 > best + 1e-9:  # a retrain of the same config ties; ties keep the champion
-        client.set_registered_model_alias(name, CHAMPION, version.version)
-        return Registration(version.version, True,
-                            f"{macro_f1:.4f} > {best:.4f} of v{champion.version} ({basis})")
-    return Registration(version.version, False,
-                        f"{macro_f1:.4f} ≤ {best:.4f} of champion v{champion.version} ({basis})")
-
-
-def download_champion(task: str, dst: Path) -> tuple[Path, str, str]:
-    """The registered champion's bundle, downloaded under `dst`: (folder, version, run id)."""
-    name = model_name(task)
-    try:
-        version = MlflowClient().get_model_version_by_alias(name, CHAMPION)
-    except mlflow.exceptions.MlflowException as e:
-        raise TrackingError(f"{mlflow.get_tracking_uri()}: no champion of {name} to pull "
-                            f"({str(e).splitlines()[0][:200]})") from e
-    local = Path(mlflow.artifacts.download_artifacts(f"models:/{name}/{version.version}",
-                                                     dst_path=str(dst)))
-    conf = mlflow.models.Model.load(str(local / "MLmodel")).flavors["python_function"]
-    return local / conf["artifacts"]["bundle"]["path"], str(version.version), str(version.run_id)
-
-
-def load_pyfunc(uri: str) -> PyFuncModel:
-    return mlflow.pyfunc.load_model(uri)

@@ -11,7 +11,7 @@ This module needs only numpy and scipy: training and the served model share it.
 
 import unicodedata
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from scipy import sparse
@@ -26,15 +26,27 @@ _SPACE = 32
 
 @dataclass(frozen=True)
 class FeatureConfig:
-    char_min: int = 1  # single letters still help short headlines ("ı" vs "i" forms)
-    char_max: int = 5  # 6-grams and up add size, not accuracy, on 7-word headlines
-    word_max: int = 2  # word bigrams: "merkez bankası", "süper lig"
-    char_bits: int = 20  # 2^20 buckets: few collisions for the ~400k distinct char n-grams
-    word_bits: int = 18  # words get their own block, normalised on its own (else 250 char
-    # n-grams per headline drown its 13 word n-grams: -2 points macro-F1)
-    max_chars: int = 300  # longer inputs are cut: headlines are ~50-110 characters
-    sublinear_tf: bool = True  # 1 + log(tf): a repeated letter pair says little more
-    batch: int = 2048  # rows hashed at once, sorted by length so padding stays small
+    # Each setting's help (metadata) is also its command-line help: training/options.py.
+    char_min: int = field(default=1, metadata={
+        "help": "Shortest character n-gram: single letters still help short headlines "
+                "(ı against i forms)."})
+    char_max: int = field(default=5, metadata={
+        "help": "Longest character n-gram: 6-grams and up add size, not accuracy, on 7-word "
+                "headlines."})
+    word_max: int = field(default=2, metadata={
+        "help": "Longest word n-gram: bigrams carry 'merkez bankası', 'süper lig'."})
+    char_bits: int = field(default=20, metadata={
+        "help": "Hash buckets for character n-grams, as a power of 2: 2^20 leaves few "
+                "collisions among ~400k distinct n-grams."})
+    word_bits: int = field(default=18, metadata={
+        "help": "Hash buckets for words, as a power of 2. Words get their own block, normalised "
+                "on its own (else 250 character n-grams drown 13 word n-grams: -2 points)."})
+    max_chars: int = field(default=300, metadata={
+        "help": "Longer inputs are cut (headlines are ~50-110 characters)."})
+    sublinear_tf: bool = field(default=True, metadata={
+        "help": "1 + log(tf): a repeated letter pair says little more."})
+    batch: int = field(default=2048, metadata={
+        "help": "Rows hashed at once, sorted by length so padding stays small (speed only)."})
 
     @property
     def width(self) -> int:

