@@ -171,37 +171,3 @@ def test_second_call_reuses_cache(folder: Path, cache_root: Path,
     assert e5.e5_folder(cache_root) == folder
     assert weights.stat().st_mtime_ns == before
     assert not [p for p in cache_root.iterdir() if p.name.startswith(".")]  # no temp dirs
-
-
-@pytest.mark.slow
-def test_finetune_loss_falls(folder: Path, hf_tokenizer) -> None:
-    torch.manual_seed(0)
-    sections = ["spor", "ekonomi", "saglik"]
-    rows = [r for r in _headlines(10**6) if r["section"] in sections]
-    per = [[r for r in rows if r["section"] == s][:22] for s in sections]
-    sample = [r for group in per for r in group][:64]
-    assert len(sample) == 64 and len({r["section"] for r in sample}) == 3
-    texts = [r["title"] for r in sample]
-    labels = torch.tensor([sections.index(r["section"]) for r in sample])
-    model = transformers.AutoModelForSequenceClassification.from_pretrained(folder, num_labels=3)
-    enc = hf_tokenizer(texts, padding=True, truncation=True, max_length=64, return_tensors="pt")
-
-    def full_loss() -> float:
-        model.eval()
-        with torch.inference_mode():
-            return float(model(**enc, labels=labels).loss)
-
-    start = full_loss()
-    optim = torch.optim.AdamW(model.parameters(), lr=5e-5)
-    order = torch.randperm(64)
-    model.train()
-    for step in range(10):
-        idx = order[(step * 8) % 64:][:8]
-        loss = model(input_ids=enc["input_ids"][idx], attention_mask=enc["attention_mask"][idx],
-                     labels=labels[idx]).loss
-        loss.backward()
-        optim.step()
-        optim.zero_grad()
-    end = full_loss()
-    print(f"loss {start:.4f} -> {end:.4f}")
-    assert end < start

@@ -1,6 +1,6 @@
 """The MLflow pyfunc: every input shape a caller uses, a clear error for bad input, a logged model
 that carries manset_serving only and loads without the training code, `mlflow models serve` on
-loopback, and Spark (slow)."""
+loopback. Spark: the README example in test_readme.py."""
 
 import json
 import os
@@ -179,24 +179,3 @@ def test_mlflow_models_serve_answers_with_the_bundle_labels(store, tmp_path: Pat
     finally:
         os.killpg(proc.pid, 15)
         proc.wait(timeout=30)
-
-
-@pytest.mark.slow
-def test_spark_udf_scores_a_parquet_file_like_the_bundle(store, tmp_path: Path) -> None:
-    pytest.importorskip("pyspark")
-    from pyspark.sql import SparkSession
-
-    _, bundle = store
-    os.environ["PYSPARK_PYTHON"] = sys.executable  # workers need this venv's pandas
-    texts = TEXTS * 20
-    pd.DataFrame({"title": texts}).to_parquet(tmp_path / "headlines.parquet")
-    spark = (SparkSession.builder.master("local[2]").config("spark.ui.enabled", "false")
-             .config("spark.driver.bindAddress", "127.0.0.1").getOrCreate())
-    try:
-        classify = mlflow.pyfunc.spark_udf(spark, URI, env_manager="local")
-        df = spark.read.parquet(str(tmp_path / "headlines.parquet"))
-        rows = df.withColumn("prediction", classify("title")).collect()
-    finally:
-        spark.stop()
-    assert [r["prediction"]["label"] for r in rows] == _labels(bundle, texts)
-    assert abs(sum(rows[0]["prediction"]["probabilities"].asDict().values()) - 1) < 1e-4

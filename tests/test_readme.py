@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from conftest import ROOT, make_project
 from manset_serving import load
@@ -78,4 +79,8 @@ def test_spark_example(trained: Path, tmp_path: Path) -> None:
         pytest.skip("no Java runtime (.ci/run installs one)")
     out = _python(example("spark"), trained, timeout=600)
     assert _expected(trained, "Galatasaray derbide 3-1 kazandı") in out
-    assert (trained / "scored.parquet").is_dir()
+    # every row of the written parquet: the champion's label (the one Spark test of spark_udf)
+    scored = pd.read_parquet(trained / "scored.parquet")
+    bundle = load(trained / "models" / "category" / "champion")
+    assert len(scored) > 0
+    assert list(scored["label"]) == [r["label"] for r in bundle.predict(list(scored["title"]))]
