@@ -5,12 +5,17 @@ for each test, as MLflow's own test suite does.
 """
 
 import csv
+import os
 import shutil
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+# The tracking server the suite was started against, read before any test runs: MLflow exports
+# whatever URI it is set to, so a test's own SQLite store would replace it in the environment.
+SUITE_SERVER = next((u for u in [os.environ.get("MLFLOW_TRACKING_URI", "")]
+                     if u.startswith(("http://", "https://"))), "")
 DATA = ROOT / "data"
 
 
@@ -61,22 +66,22 @@ def make_project(root: Path, mlflow_template: Path) -> Path:
 @pytest.fixture()
 def project(tmp_path: Path, mlflow_template: Path, monkeypatch: pytest.MonkeyPatch,
             request: pytest.FixtureRequest) -> Path:
-    """The small project, tracking to its own SQLite store; or, when MLFLOW_TRACKING_URI names a
-    server (as in MLflow's own store tests), to that server, under a MANSET_NAMESPACE of its own
-    so that tests never see each other's champions. Tests marked `sqlite_store` read
-    mlruns/mlflow.db themselves and are skipped then. A sqlite URI there is one an earlier
-    test's MLflow call exported (MLflow sets the variable it is given): dropped."""
-    import os
+    """The small project, tracking to its own SQLite store; or, when the suite was started with
+    MLFLOW_TRACKING_URI naming a server (as MLflow's own store tests are), to that server, under
+    a MANSET_NAMESPACE of its own so that tests never see each other's champions. Tests marked
+    `sqlite_store` read mlruns/mlflow.db themselves and are skipped then."""
     import re
     import uuid
 
-    if os.environ.get("MLFLOW_TRACKING_URI", "").startswith(("http://", "https://")):
+    server = SUITE_SERVER
+    if server:
         if request.node.get_closest_marker("sqlite_store"):
             pytest.skip("reads the project's SQLite store; MLFLOW_TRACKING_URI is a server")
         name = re.sub(r"[^A-Za-z0-9_.-]", "-", request.node.name)[:48]
         monkeypatch.setenv("MANSET_NAMESPACE", f"{name}-{uuid.uuid4().hex[:8]}")
-        # MLflow exports the registry URI it is set to; give it back when the test ends
-        monkeypatch.setenv("MLFLOW_REGISTRY_URI", os.environ["MLFLOW_TRACKING_URI"])
+        # set, so that they come back when the test ends, whatever MLflow exports meanwhile
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", server)
+        monkeypatch.setenv("MLFLOW_REGISTRY_URI", server)
     else:
         monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
         monkeypatch.delenv("MANSET_NAMESPACE", raising=False)
@@ -98,21 +103,20 @@ def trained_template(tmp_path_factory: pytest.TempPathFactory, mlflow_template: 
 
 
 @pytest.fixture()
-def trained(project: Path, trained_template: Path) -> Path:
+def trained(project: Path, request: pytest.FixtureRequest) -> Path:
     """The small project after `manset run`, fresh for each test: a copy of the session's
     trained project, its store re-pointed at the copy (as for any moved project); against a
     tracking server, trained afresh."""
-    import os
-
     from training import portable
     from training.cli import main
 
-    if os.environ.get("MLFLOW_TRACKING_URI"):  # only the project fixture's server is left set
+    if SUITE_SERVER:
         assert main(["run", "--root", str(project)]) == 0
         return project
+    template = request.getfixturevalue("trained_template")
     shutil.rmtree(project)
-    shutil.copytree(trained_template, project, symlinks=True)
-    assert portable.relocate(project) == [str(trained_template)]
+    shutil.copytree(template, project, symlinks=True)
+    assert portable.relocate(project) == [str(template)]
     return project
 
 

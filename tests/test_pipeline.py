@@ -27,6 +27,7 @@ def _store(project: Path) -> MlflowClient:
     return MlflowClient(uri, registry_uri=uri)
 
 
+@pytest.mark.sqlite_store
 def test_run_tracks_exports_and_registers(trained):
     bundle = trained / "models" / "category" / "tfidf"
     manifest = verify(bundle)
@@ -53,6 +54,7 @@ def test_run_tracks_exports_and_registers(trained):
     assert champion.run_id == run.info.run_id
 
 
+@pytest.mark.sqlite_store
 def test_bundle_pyfunc_and_pipeline_agree_on_the_test_split(trained):
     dd, _ = dataset.load(trained / "data" / "build" / "category")
     texts = list(dd["test"]["text"])
@@ -162,6 +164,7 @@ def _snapshot(project: Path) -> dict[str, str]:
     return verify(project / "models" / "category" / "tfidf")["files"]
 
 
+@pytest.mark.sqlite_store
 def test_locked_store_fails_cleanly_and_keeps_the_export(trained, capsys):
     before = _snapshot(trained)
     lock = sqlite3.connect(trained / "mlruns" / "mlflow.db", timeout=0)
@@ -188,6 +191,7 @@ def test_unreachable_server_fails_fast_and_keeps_the_export(trained, capsys, mon
     assert _snapshot(trained) == before
 
 
+@pytest.mark.sqlite_store
 def test_a_losing_run_does_not_replace_the_served_bundle(trained, capsys):
     first = verify(trained / "models" / "category" / "champion")["mlflow_run_id"]
     text = "Merkez Bankası faiz kararını açıkladı"

@@ -19,6 +19,7 @@ from training.cli import main
 from training.configs import BertTrainConfig, TfidfConfig
 
 MODEL = "manset-category"
+pytestmark = pytest.mark.sqlite_store  # the tests read the project's store themselves
 
 
 def _store(root: Path) -> MlflowClient:

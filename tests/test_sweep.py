@@ -4,10 +4,13 @@ trial trained in full and put through the promotion rule."""
 from pathlib import Path
 
 import mlflow
+import pytest
 from mlflow import MlflowClient
 
 from training import compare
 from training.cli import main
+
+pytestmark = pytest.mark.sqlite_store  # the tests read the project's store themselves
 
 
 def _store(root: Path) -> MlflowClient:

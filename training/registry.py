@@ -168,8 +168,10 @@ def champion_run(name: str) -> str | None:
 def _champion(name: str) -> ModelVersion | None:
     try:
         return MlflowClient().get_model_version_by_alias(name, CHAMPION)
-    except mlflow.exceptions.MlflowException:
-        return None
+    except mlflow.exceptions.MlflowException as e:
+        if e.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND"):
+            return None  # no such model, or no alias on it
+        raise
 
 
 def _decided(run_id: str, name: str, version: str, move: bool, reason: str) -> Registration:
@@ -206,13 +208,14 @@ def _ids(predicted: list[str], labels: list[str]) -> np.ndarray:
 def download_champion(task: str, dst: Path) -> tuple[Path, str, str]:
     """The registered champion's bundle, downloaded under `dst`: (folder, version, run id)."""
     name = model_name(task)
-    try:
-        version = MlflowClient().get_model_version_by_alias(name, CHAMPION)
-    except mlflow.exceptions.MlflowException as e:
+    with guarded(f"reading the champion of {name}"):  # a store that is down says so
+        version = _champion(name)
+    if version is None:
         raise TrackingError(f"{mlflow.get_tracking_uri()}: no champion of {name} to pull "
-                            f"({str(e).splitlines()[0][:200]})") from e
-    local = Path(mlflow.artifacts.download_artifacts(f"models:/{name}/{version.version}",
-                                                     dst_path=str(dst)))
+                            "(train a model first)")
+    with guarded(f"downloading {name} v{version.version}"):
+        local = Path(mlflow.artifacts.download_artifacts(f"models:/{name}/{version.version}",
+                                                         dst_path=str(dst)))
     conf = mlflow.models.Model.load(str(local / "MLmodel")).flavors["python_function"]
     return local / conf["artifacts"]["bundle"]["path"], str(version.version), str(version.run_id)
 

@@ -67,7 +67,13 @@ def _experiment(task: str, root: Path) -> str:
     location = None
     if mlflow.get_tracking_uri().startswith("sqlite:"):
         location = (root / "mlruns" / "artifacts").resolve().as_uri()
-    return mlflow.create_experiment(name, artifact_location=location)
+    try:
+        return mlflow.create_experiment(name, artifact_location=location)
+    except mlflow.exceptions.MlflowException:  # a trainer beside this one created it first
+        found = mlflow.get_experiment_by_name(name)
+        if found is None:
+            raise
+        return found.experiment_id
 
 
 def git_commit(root: Path) -> str:
