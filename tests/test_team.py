@@ -99,7 +99,7 @@ def pipeline_tests(team: Team, tmp_path_factory: pytest.TempPathFactory
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "MANSET_"))}
     with log.open("w") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+            [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-n", "0",
              "tests/test_pipeline.py", "-k", "pull_copies or one_class_task"],
             cwd=ROOT, env=env | {"MLFLOW_TRACKING_URI": team.url}, stdout=out,
             stderr=subprocess.STDOUT)
