@@ -70,9 +70,10 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _quick_speed(monkeypatch: pytest.MonkeyPatch) -> None:
-    # finish_run times 100,000 headlines; the figure is not under test here
-    monkeypatch.setattr(evaluation, "speed",
-                        functools.partial(evaluation.speed, batch=2000, singles=20))
+    # finish_run times 5 batches of 20,000 headlines; the figure is not under test here (on
+    # e5-small that alone took ~40 s)
+    monkeypatch.setattr(evaluation, "speed", functools.partial(
+        evaluation.speed, batch=200, singles=10, repeats=2))
 
 
 def _build(root: Path) -> None:
@@ -393,7 +394,8 @@ def test_torchrun_two_cpu_processes(trained: Path, tiny_model: Path, tmp_path: P
     shutil.copy(mlflow_template, root / "mlruns" / "mlflow.db")
     entry = ("import functools, sys\nfrom training import evaluation\n"
              "from training.cli import main\n"
-             "evaluation.speed = functools.partial(evaluation.speed, batch=2000, singles=20)\n"
+             "evaluation.speed = functools.partial(evaluation.speed, batch=200, singles=10,"
+             " repeats=2)\n"
              "sys.exit(main(sys.argv[1:]))\n")
     torchrun = Path(sys.executable).with_name("torchrun")
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
