@@ -32,7 +32,6 @@ class TfidfConfig:
         return {**flat, **{f"features.{k}": v for k, v in asdict(self.features).items()}}
 
 
-
 @dataclass(frozen=True)
 class BertTrainConfig:
     # Each setting's help (metadata) is also its command-line help: training/options.py.

@@ -134,8 +134,9 @@ class RunMeta:
 def run_name(family: str, settings: dict[str, object], run_id: str) -> str:
     """family, the settings that differ from the defaults, a short id: tfidf-C=2-a1b2c3."""
     def shown(v: object) -> str:
+        if v is None:
+            return "none"
         text = f"{v:g}" if isinstance(v, float) else str(v)
-        text = "none" if v is None else text
         return Path(text).name if "/" in text else text  # a model folder: its name
     return "-".join([family, *(f"{k}={shown(v)}" for k, v in settings.items()), run_id[:6]])
 
@@ -190,8 +191,15 @@ def run(task: str, family: str, root: Path, params: dict[str, object],
             tags["mlflow.note.content"] = meta.description  # the UI's run description
         mlflow.set_tags(tags)
         mlflow.log_params(params)
-    try:
+    with _ending():
         yield run_id
+
+
+@contextmanager
+def _ending() -> Iterator[None]:
+    """End the active run when the block ends: FINISHED, or FAILED when it raises."""
+    try:
+        yield
     except BaseException:
         try:  # a store that is down cannot record it; the next run closes this one
             mlflow.end_run("FAILED")
@@ -267,13 +275,8 @@ def child_run(name: str, params: dict[str, object], tags: dict[str, str]) -> Ite
                          experiment_id=parent.info.experiment_id if parent else None)
         mlflow.log_params(params)
         mlflow.set_tags(tags)
-    try:
+    with _ending():
         yield
-    except BaseException:
-        mlflow.end_run("FAILED")
-        raise
-    with guarded("finishing a child run"):
-        mlflow.end_run()
 
 
 def set_tag(key: str, value: str) -> None:
