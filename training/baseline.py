@@ -32,20 +32,21 @@ class NgramTfidf(TransformerMixin, BaseEstimator):
         return self.config or FeatureConfig()
 
 
-def make_pipeline(cfg: TfidfConfig) -> Pipeline:
+def make_pipeline(cfg: TfidfConfig, calibrated: bool = True) -> Pipeline:
     svm = LinearSVC(C=cfg.C, class_weight=cfg.class_weight, random_state=cfg.seed)
     # ensemble=False: one SVM fitted on all rows, so the export is one weight matrix, and a
-    # temperature (argmax unchanged) fitted on cross-validated scores.
+    # temperature (argmax unchanged) fitted on cross-validated scores. Uncalibrated, the same
+    # SVM alone: the same labels for a third of the fitting (a sweep's trials need no more).
     clf = CalibratedClassifierCV(svm, method="temperature", cv=cfg.calibration_folds,
-                                 ensemble=False)
+                                 ensemble=False) if calibrated else svm
     return Pipeline([("features", NgramTfidf(cfg.features)), ("clf", clf)])
 
 
-def fit(cfg: TfidfConfig, texts: list[str], y: np.ndarray, label_sources: list[str]
-        ) -> Pipeline:
+def fit(cfg: TfidfConfig, texts: list[str], y: np.ndarray, label_sources: list[str],
+        calibrated: bool = True) -> Pipeline:
     """The pipeline fitted on the rows, gold rows weighted by cfg.gold_weight."""
     weights = np.where(np.array(label_sources) == "gold", cfg.gold_weight, 1.0)
-    return make_pipeline(cfg).fit(texts, y, clf__sample_weight=weights)
+    return make_pipeline(cfg, calibrated).fit(texts, y, clf__sample_weight=weights)
 
 
 def export_arrays(pipe: Pipeline) -> tuple[dict[str, np.ndarray], float]:

@@ -9,6 +9,7 @@ same paired promotion rule as any other run."""
 import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 import optuna
@@ -42,12 +43,8 @@ def suggest(trial: optuna.Trial | optuna.trial.FixedTrial, base: TfidfConfig) ->
         sublinear_tf=trial.suggest_categorical("sublinear_tf", [True, False]))
     return dataclasses.replace(
         base, features=features, C=trial.suggest_float("C", 0.05, 5.0, log=True),
-        class_weight=trial.suggest_categorical("class_weight", ["balanced", "none"]))
-
-
-def _fixed(cfg: TfidfConfig) -> TfidfConfig:
-    """The config a trial's "none" class weight stands for (Optuna wants plain values)."""
-    return dataclasses.replace(cfg, class_weight=None) if cfg.class_weight == "none" else cfg
+        class_weight=cast(str | None,
+                          trial.suggest_categorical("class_weight", ["balanced", None])))
 
 
 def objective(dd: DatasetDict, base: TfidfConfig, seed: int
@@ -60,11 +57,11 @@ def objective(dd: DatasetDict, base: TfidfConfig, seed: int
     def score(cfg: TfidfConfig, rows: np.ndarray) -> float:
         sub = train.select(rows)
         pipe = baseline.fit(cfg, list(sub["text"]), np.array(sub["label"]),
-                            list(sub["label_source"]))
+                            list(sub["label_source"]), calibrated=False)  # same labels
         return float(f1_score(y_val, pipe.predict(x_val), average="macro"))
 
     def run_trial(trial: optuna.Trial) -> float:
-        cfg = _fixed(suggest(trial, base))
+        cfg = suggest(trial, base)
         pruned = False
         with tracking.child_run(f"trial-{trial.number}", cfg.params(),
                                 {"family": "tfidf", "manset.trial": str(trial.number)}):
@@ -104,7 +101,7 @@ def sweep_tfidf(paths: Paths, task: str, trials: int, base: TfidfConfig, dd: Dat
         states = [t.state for t in study.trials]
         complete = states.count(optuna.trial.TrialState.COMPLETE)
         pruned = states.count(optuna.trial.TrialState.PRUNED)
-        best = _fixed(suggest(optuna.trial.FixedTrial(study.best_params), base))
+        best = suggest(optuna.trial.FixedTrial(study.best_params), base)
         tracking.log_sweep({"best_validation_macro_f1": study.best_value,
                             "trials_complete": complete, "trials_pruned": pruned},
                            {f"best.{k}": v for k, v in study.best_params.items()},
