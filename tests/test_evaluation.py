@@ -39,4 +39,18 @@ def test_speed_cuts_the_batch_of_a_slow_model_to_its_budget():
     got = evaluation.speed(lambda t: fast.append(len(t)) or np.zeros((len(t), 2)), ["x"] * 50,
                            batch=20_000, budget_s=5, singles=3, repeats=3)
     assert fast[1:4] == [20_000] * 3  # a fast model is timed on the whole batch
-    assert len(fast) == 1 + 3 + 3 and got["predict_throughput_spread_pct"] >= 0
+    assert len(fast) == 1 + 3 + 3 and "predict_throughput_spread_pct" in got
+
+
+def test_speed_is_the_median_of_the_timed_batches_with_their_spread():
+    """Timed batches that take 20, 80 and 80 ms: the median rate is the 80 ms one (the mean rate
+    would be twice that), and the spread, (max - min) / median, is about 300%."""
+    pauses = iter([0.0, 0.02, 0.08, 0.08] + [0.0] * 3)  # warm-up, 3 batches, 3 singles
+
+    def uneven(texts: list[str]) -> np.ndarray:
+        time.sleep(next(pauses))
+        return np.zeros((len(texts), 2))
+
+    got = evaluation.speed(uneven, ["x"] * 50, batch=1000, budget_s=100, singles=3, repeats=3)
+    assert 1000 / 0.2 < got["predict_throughput_per_s"] <= 1000 / 0.08
+    assert got["predict_throughput_spread_pct"] > 100

@@ -110,7 +110,7 @@ def test_runs_are_named_tagged_and_logged_alike(trained: Path, capsys) -> None:
     assert (ours.data.params["C"], ours.data.params["features.char_max"]) == ("2.0", "4")
     m = ours.data.metrics
     assert m["test_macro_f1_ci_low"] <= m["test_macro_f1"] <= m["test_macro_f1_ci_high"]
-    assert m["predict_throughput_spread_pct"] >= 0
+    assert "predict_throughput_spread_pct" in m  # its figure: tests/test_evaluation.py
     layout = set()
     for run in (first, ours, named):  # every run: the same artifact layout
         found = {f.path for d in ("evaluation", "cards")
