@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT))
 from manset_serving.bundle import Bundle  # noqa: E402
 from manset_serving.onnx import INT8_FILE, OnnxPredictor, session  # noqa: E402
 
-from training import baseline, bert, bert_export, dataset, evaluation  # noqa: E402
+from training import baseline, bert, bert_export, dataset, evaluation, heads  # noqa: E402
 from training.e5 import E5_NAME  # noqa: E402
 from training.files import write_text  # noqa: E402
 from training.project import Paths  # noqa: E402
@@ -66,9 +66,9 @@ def measure_bundle(bundle: Path, texts: list[str], y: np.ndarray, labels: list[s
                    args: argparse.Namespace) -> dict:
     """The three ways to run the bundle, timed in turns (so a busy spell on the shared machine
     hits them alike); the median pass of each is kept."""
-    from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
+    from transformers import AutoConfig, AutoTokenizer
 
-    model = AutoModelForSequenceClassification.from_pretrained(bundle / "hf").eval()
+    model = heads.load(bundle / "hf").eval()
     max_length = json.loads((bundle / "config.json").read_text())["max_length"]
     tokenizer = AutoTokenizer.from_pretrained(bundle / "hf")
     # quantised afresh by the current code, so a --predict-only run measures today's quantizer,
@@ -116,6 +116,9 @@ def main() -> None:
     ap.add_argument("--train-rows", type=int, default=None, help="subsample the training split")
     ap.add_argument("--class-weights", action=argparse.BooleanOptionalAction, default=True)
     ap.add_argument("--freeze-embeddings", action="store_true")
+    ap.add_argument("--pooling", choices=["cls", "mean"], default=None,
+                    help="the classification head (default: the model config's)")
+    ap.add_argument("--embedding-learning-rate", type=float, default=None)
     ap.add_argument("--seed", type=int, default=13, help="the head's initial weights, the batches")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--resume", action="store_true",
@@ -154,7 +157,9 @@ def main() -> None:
     cfg = bert.BertTrainConfig(model=args.model, epochs=args.epochs, batch_size=args.batch_size,
                                learning_rate=args.learning_rate, train_rows=args.train_rows,
                                class_weights=args.class_weights,
-                               freeze_embeddings=args.freeze_embeddings, seed=args.seed)
+                               freeze_embeddings=args.freeze_embeddings, seed=args.seed,
+                               pooling=args.pooling,
+                               embedding_learning_rate=args.embedding_learning_rate)
     print(f"bert {cfg} ...", flush=True)
     start = time.perf_counter()
     result = bert.train_bert(Paths(root), "category", cfg, resume=args.resume)

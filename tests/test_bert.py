@@ -158,9 +158,8 @@ def test_onnx_logits_match_the_torch_model(trained: Path) -> None:
     np.testing.assert_allclose(onnx.logits(texts), want.numpy(), atol=1e-4)
 
 
-def test_bundle_predicts_without_the_training_stack(trained: Path, tmp_path: Path) -> None:
-    bundle = trained / "models" / "category" / "bert"
-    texts = _test_texts(trained)[:25]
+def _predicts_without_the_training_stack(bundle: Path, texts: list[str], tmp_path: Path
+                                         ) -> None:
     shim = tmp_path / "shim"
     shim.mkdir()
     blocked = ("torch", "transformers", "training", "mlflow", "sklearn", "datasets")
@@ -179,6 +178,11 @@ def test_bundle_predicts_without_the_training_stack(trained: Path, tmp_path: Pat
         guard = subprocess.run([sys.executable, "-c", f"import {name}"], env=env,
                                capture_output=True)
         assert guard.returncode != 0, name
+
+
+def test_bundle_predicts_without_the_training_stack(trained: Path, tmp_path: Path) -> None:
+    _predicts_without_the_training_stack(trained / "models" / "category" / "bert",
+                                         _test_texts(trained)[:25], tmp_path)
 
 
 def test_predict_cli_and_pyfunc_use_the_champion(trained: Path, capsys) -> None:
@@ -433,3 +437,139 @@ def test_e5_fine_tunes_through_the_whole_path(project: Path,
     # 30 CPU steps are not seeded bit for bit across thread counts: ask for well above chance
     # (1/6 for six classes), not for a figure one machine happened to give.
     assert result.metrics["test_macro_f1"] > 1.5 / 6
+
+
+def test_ensemble_blends_both_members_with_the_validation_weight(trained: Path,
+                                                                 tmp_path: Path) -> None:
+    """TF-IDF and the tiny BERT of the same dataset, blended: the weight is the validation
+    split's best, the bundle carries both members whole and predicts the weighted mean of their
+    probabilities without the training stack, and the run is tracked and registered."""
+    from manset_serving import BundleError
+
+    from training import dataset, ensemble
+
+    trained = Path(shutil.copytree(trained, tmp_path / "copy"))
+    portable.relocate(trained)
+    root = ["--root", str(trained)]
+    models = trained / "models" / "category"
+    assert main(["train", "tfidf", *root]) == 0
+    assert main(["train", "ensemble", *root]) == 0
+    manifest = verify(models / "ensemble")
+    assert manifest["model"] == "ensemble"
+    for family in ("tfidf", "bert"):  # each member whole, its files under the ensemble's digests
+        member = verify(models / "ensemble" / family)
+        assert member == verify(models / family)
+        assert {f"{family}/{f}" for f in [*member["files"], "manifest.json"]} <= \
+            set(manifest["files"])
+
+    dd, _ = dataset.load(trained / "data" / "build" / "category")
+    tfidf, bert_ = load(models / "tfidf"), load(models / "bert")
+    val, y_val = list(dd["validation"]["text"]), np.array(dd["validation"]["label"])
+    weight, scores = ensemble.choose_weight(y_val, tfidf.predict_proba(val),
+                                            bert_.predict_proba(val))
+    cfg = json.loads((models / "ensemble" / "config.json").read_text())
+    assert cfg["members"] == {"tfidf": round(1 - weight, 2), "bert": weight}
+    assert max(scores.values()) - scores[weight] <= 0.001
+    test = list(dd["test"]["text"])
+    blend = load(models / "ensemble")
+    np.testing.assert_allclose(blend.predict_proba(test), (1 - weight) * tfidf.predict_proba(test)
+                               + weight * bert_.predict_proba(test), atol=1e-6)
+    _predicts_without_the_training_stack(models / "ensemble", test[:10], tmp_path)
+
+    client = _client(trained)
+    run = client.get_run(manifest["mlflow_run_id"])
+    assert run.data.tags["family"] == "ensemble" and run.info.status == "FINISHED"
+    assert run.data.tags["manset.ensemble_verdict"] == cfg["verdict"]
+    assert {"vs_tfidf_p_value", "vs_bert_p_value", "member_tfidf_test_macro_f1",
+            "predict_throughput_per_s"} <= set(run.data.metrics)
+    assert len(client.get_metric_history(run.info.run_id,
+                                         "validation_macro_f1_by_bert_weight")) == 21
+    assert any(v.run_id == run.info.run_id
+               for v in client.search_model_versions("name='manset-category'"))
+
+    # a member swapped for another valid bundle is caught by the ensemble's own digests
+    shutil.rmtree(models / "ensemble" / "tfidf")
+    shutil.copytree(models / "tfidf", models / "ensemble" / "tfidf")
+    (models / "ensemble" / "tfidf" / "manifest.json").write_text(
+        (models / "tfidf" / "manifest.json").read_text().replace('"task"', '"task" ', 1))
+    with pytest.raises(BundleError, match=r"tfidf/manifest\.json"):
+        load(models / "ensemble")
+
+
+def test_ensemble_refuses_members_of_another_dataset(trained: Path, tmp_path: Path,
+                                                     capsys) -> None:
+    trained = Path(shutil.copytree(trained, tmp_path / "copy"))
+    portable.relocate(trained)
+    root = ["--root", str(trained)]
+    assert main(["train", "ensemble", *root]) == 1  # no TF-IDF bundle yet
+    assert "ensemble member tfidf" in capsys.readouterr().err
+    assert main(["build", *root, "--seed", "14"]) == 0  # another split: the BERT is stale
+    assert main(["train", "tfidf", *root]) == 0
+    capsys.readouterr()
+    assert main(["train", "ensemble", *root]) == 1
+    err = capsys.readouterr().err
+    assert "models/category/bert: trained on dataset" in err.replace("\n", "")
+    assert not (trained / "models" / "category" / "ensemble").exists()
+
+
+def test_choose_weight_is_the_validation_best_nearest_an_even_blend() -> None:
+    from training.ensemble import choose_weight
+
+    y = np.array([0, 1, 0, 1])
+    sure = np.eye(2)[y]  # right on every row
+    wrong = np.eye(2)[1 - y]
+    assert choose_weight(y, wrong * 0.9 + 0.05, sure)[0] > 0.5  # BERT right, TF-IDF wrong
+    assert choose_weight(y, sure, wrong * 0.9 + 0.05)[0] < 0.5
+    weight, scores = choose_weight(y, sure, sure)  # all weights tie: the even blend
+    assert weight == 0.5 and len(scores) == 21
+
+
+def test_mean_pooling_head_is_chosen_by_config_and_exports(tiny_model: Path,
+                                                           tmp_path: Path) -> None:
+    """The head follows the config's classifier_pooling (BERT's pooler when it has none), an
+    explicit choice wins and is saved, padding does not move the mean, and ONNX gives the same
+    logits."""
+    from training import bert_export, heads
+
+    assert type(heads.load(tiny_model, num_labels=3)).__name__ == \
+        "BertForSequenceClassification"
+    model = heads.load(tiny_model, pooling="mean", num_labels=3).eval()
+    assert isinstance(model, heads.BertMeanPoolForSequenceClassification)
+    model.save_pretrained(tmp_path / "hf")
+    again = heads.load(tmp_path / "hf").eval()  # no pooling given: the saved config's
+    assert isinstance(again, heads.BertMeanPoolForSequenceClassification)
+
+    tokenizer = transformers.AutoTokenizer.from_pretrained(tiny_model)
+    texts = ["Galatasaray derbide 3-1 kazandı", "Merkez Bankası faiz kararını açıkladı ve "
+             "piyasalar güne yükselişle başladı"]
+    enc = tokenizer(texts, padding=True, return_tensors="pt")
+    with torch.inference_mode():
+        padded = again(**enc).logits
+        alone = again(**tokenizer(texts[:1], return_tensors="pt")).logits
+        np.testing.assert_allclose(padded.numpy(), model(**enc).logits.numpy(), atol=1e-6)
+    assert enc["attention_mask"][0].sum() < enc["attention_mask"].shape[1]  # row 0 is padded
+    np.testing.assert_allclose(padded[0].numpy(), alone[0].numpy(), atol=1e-5)
+    bert_export.export_onnx(again, tmp_path / "model.onnx")
+    import onnxruntime
+
+    got = onnxruntime.InferenceSession(str(tmp_path / "model.onnx")).run(None, {
+        "input_ids": enc["input_ids"].numpy(), "attention_mask": enc["attention_mask"].numpy()})
+    np.testing.assert_allclose(got[0], padded.numpy(), atol=1e-5)
+    with pytest.raises(ValueError, match="classifier_pooling"):
+        heads.load(tiny_model, pooling="max")
+
+
+def test_embeddings_get_their_own_learning_rate(tiny_model: Path, tmp_path: Path) -> None:
+    from training import heads
+
+    model = heads.load(tiny_model, num_labels=3)
+    args = transformers.TrainingArguments(output_dir=str(tmp_path), learning_rate=1e-4,
+                                          use_cpu=True, report_to="none")
+    weight = model.get_input_embeddings().weight
+    for rate, want in ((None, 1e-4), (1e-5, 1e-5)):
+        opt = bert.WeightedTrainer(model=model, args=args,
+                                   embedding_learning_rate=rate).create_optimizer()
+        (group,) = [g for g in opt.param_groups if any(p is weight for p in g["params"])]
+        assert group["lr"] == want
+        others = [p for g in opt.param_groups if g is not group for p in g["params"]]
+        assert len(others) + len(group["params"]) == sum(1 for _ in model.parameters())

@@ -7,6 +7,7 @@ main process tracks, exports and registers. Evaluation, export checks, speed, ML
 registry are finish_run's, shared with the TF-IDF baseline.
 """
 
+import functools
 import json
 import math
 import os
@@ -25,7 +26,6 @@ from datasets import DatasetDict
 from manset_serving.onnx import BATCH
 from sklearn.metrics import accuracy_score, f1_score
 from transformers import (
-    AutoModelForSequenceClassification,
     AutoTokenizer,
     DataCollatorWithPadding,
     EarlyStoppingCallback,
@@ -36,7 +36,7 @@ from transformers import (
     set_seed,
 )
 
-from training import bert_export, dataset, options, tracking
+from training import bert_export, dataset, heads, options, tracking
 from training.configs import DEFAULT_MODEL, BertTrainConfig  # noqa: F401 (re-exported)
 from training.e5 import E5_NAME
 from training.files import write_text
@@ -117,9 +117,23 @@ class WeightedTrainer(Trainer):
     """Cross-entropy with class weights; the model's own loss when there are none."""
 
     def __init__(self, *args: Any, class_weights: torch.Tensor | None = None,
-                 **kwargs: Any) -> None:
+                 embedding_learning_rate: float | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.class_weights = class_weights
+        self.embedding_learning_rate = embedding_learning_rate
+
+    def create_optimizer(self, model: Any = None) -> Any:
+        """The Trainer's AdamW, with the word embeddings in a group of their own at their own
+        learning rate when one is set (the scheduler, made next, scales every group alike)."""
+        optimizer = super().create_optimizer(model)
+        weight = self.model.get_input_embeddings().weight  # type: ignore[union-attr,operator]
+        if self.embedding_learning_rate is not None and weight.requires_grad:
+            group = next(g for g in optimizer.param_groups
+                         if any(p is weight for p in g["params"]))
+            group["params"] = [p for p in group["params"] if p is not weight]
+            optimizer.add_param_group({**{k: v for k, v in group.items() if k != "params"},
+                                       "params": [weight], "lr": self.embedding_learning_rate})
+        return optimizer
 
     def compute_loss(self, model: torch.nn.Module, inputs: dict[str, Any],
                      return_outputs: bool = False, num_items_in_batch: Any = None) -> Any:
@@ -250,7 +264,7 @@ def train_bert(paths: Paths, task: str, cfg: BertTrainConfig, resume: bool = Fal
     last, interrupted_run = _checkpoint(folder, stamp, resume, state)
     set_seed(cfg.seed)  # the classifier head's initial weights
     model = from_pretrained(
-        cfg.model, source, AutoModelForSequenceClassification.from_pretrained,
+        cfg.model, source, functools.partial(heads.load, pooling=cfg.pooling),
         num_labels=len(labels), id2label=dict(enumerate(labels)),
         label2id={lb: i for i, lb in enumerate(labels)})
     if cfg.freeze_embeddings:
@@ -262,9 +276,11 @@ def train_bert(paths: Paths, task: str, cfg: BertTrainConfig, resume: bool = Fal
         train_dataset=tokenized["train"], eval_dataset=tokenized["validation"],
         data_collator=DataCollatorWithPadding(tokenizer), compute_metrics=_metrics,
         callbacks=[CurveCallback(), EarlyStoppingCallback(cfg.patience), *callbacks],
-        class_weights=balanced_weights(y_train, len(labels)) if cfg.class_weights else None)
+        class_weights=balanced_weights(y_train, len(labels)) if cfg.class_weights else None,
+        embedding_learning_rate=cfg.embedding_learning_rate)
     p50, p99 = (float(np.percentile(lengths, q)) for q in (50, 99))
     params = {**cfg.params(), "model_source": source, "max_length_chosen": max_length,
+              "pooling_chosen": model.config.classifier_pooling,
               "processes": state.num_processes,
               "resumed_from": Path(last).name if last else "none"}
     if state.is_main_process:
@@ -301,7 +317,8 @@ def _ship(paths: Paths, task: str, cfg: BertTrainConfig, run_id: str, dd: Datase
     labels = dd["train"].features["label"].names
     prepared = bert_export.prepare(model, tokenizer, max_length,
                                    checkpoint_dir(paths, task) / "export", texts, y, labels)
-    config = {"task": task, **asdict(cfg), "model_source": source, "max_length": max_length,
+    config = {"task": task, **asdict(cfg), "pooling": model.config.classifier_pooling,
+              "model_source": source, "max_length": max_length,
               "onnx": prepared.onnx}
     proba = bert_export.torch_proba(model, tokenizer, max_length)
     return finish_run(paths, Trained(

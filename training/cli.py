@@ -210,6 +210,26 @@ def train_bert(
         _summary([result])
 
 
+@train_app.command("ensemble")
+def train_ensemble(
+    task: TaskOpt = "category", root: RootOpt = Path("."),
+    tfidf: Annotated[Path | None, typer.Option(
+        help="The TF-IDF member bundle.", show_default="models/<task>/tfidf")] = None,
+    bert: Annotated[Path | None, typer.Option(
+        help="The BERT member bundle.", show_default="models/<task>/bert")] = None,
+    run_name: RunNameOpt = None, tag: TagOpt = None, description: DescriptionOpt = None,
+) -> None:
+    """Blend a TF-IDF and a BERT bundle of the built dataset: the weight is chosen on the
+    validation split, the blend tested against each member on the test rows, then tracked,
+    exported (both members inside, checksummed) and registered like any run."""
+    from training.ensemble import train_ensemble as train
+
+    meta = _meta(run_name, tag, description)
+    with err.status(f"blending tfidf and bert on {task}"):
+        result = train(_paths(root), task, tfidf, bert, meta)
+    _summary([result])
+
+
 @sweep_app.command("tfidf")
 @with_config(TfidfConfig)
 def sweep_tfidf(

