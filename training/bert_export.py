@@ -137,32 +137,39 @@ def prepare(model: torch.nn.Module, tokenizer: object, max_length: int, work: Pa
                     {"int8_test_macro_f1": scores[INT8_FILE], "int8_kept": float(kept)})
 
 
-def quantize(fp32: Path, out: Path, config: Any) -> None:
+def quantize(fp32: Path, out: Path, config: Any, **options: Any) -> None:
     """Dynamic int8 of the graph with fused attention: onnxruntime's BERT optimizer merges each
     layer's attention into one Attention op (quantised as QAttention), so the activation x
     activation products (Q.K, scores.V) stay fp32. On e5-small that kept int8 within 0.5 point
     test macro-F1 where quantising the plain graph lost up to 0.9 point. The optimizer's
     SkipLayerNorm and BiasGelu fusions are left out: the int8 model ran no faster, or slower,
-    with them on 2 cores (benchmarks/BERT.md)."""
+    with them on 2 cores (benchmarks/BERT.md). `options` go to quantize_dynamic (the benchmark
+    tries per-channel weights and excluded nodes)."""
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    fused = out.with_name(f"{out.stem}.fused.onnx")
+    fuse_attention(fp32, fused, config)
+    # DefaultTensorType: the fused ops are not in ONNX's shape inference, so outputs of theirs
+    # have no inferred type; they are all float
+    quantize_dynamic(str(fused), str(out), weight_type=QuantType.QInt8,
+                     extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT}, **options)
+    fused.unlink()
+
+
+def fuse_attention(fp32: Path, out: Path, config: Any) -> None:
+    """The fp32 graph with each layer's attention fused into one op (see quantize)."""
     from onnxruntime.transformers.fusion_options import FusionOptions
     from onnxruntime.transformers.optimizer import optimize_model
 
-    fused = out.with_name("fused.onnx")
     options = FusionOptions("bert")
     options.enable_skip_layer_norm = options.enable_bias_gelu = False
     try:
         optimize_model(str(fp32), model_type="bert", num_heads=config.num_attention_heads,
                        hidden_size=config.hidden_size, optimization_options=options
-                       ).save_model_to_file(str(fused))
+                       ).save_model_to_file(str(out))
     except Exception:  # a graph the optimizer does not know: quantise it as it is
-        shutil.copy2(fp32, fused)
-    # DefaultTensorType: the fused ops are not in ONNX's shape inference, so outputs of theirs
-    # have no inferred type; they are all float
-    quantize_dynamic(str(fused), str(out), weight_type=QuantType.QInt8,
-                     extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
-    fused.unlink()
+        shutil.copy2(fp32, out)
 
 
 def _unverified(work: Path, name: str, labels: list[str]) -> OnnxPredictor:

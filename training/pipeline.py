@@ -65,7 +65,9 @@ def label_names(paths: Paths, task: str) -> dict[str, dict[str, str]]:
     return tasks.topic_names(paths.data / taxonomy) if taxonomy else {}
 
 
-def build(paths: Paths, cfg: BuildConfig) -> tuple[DatasetDict, DataCard]:
+def build(paths: Paths, cfg: BuildConfig, save: bool = True) -> tuple[DatasetDict, DataCard]:
+    """The task's dataset from the headline table, saved under data/build/<task>/ unless
+    `save` is False (a benchmark trying another split leaves the built one alone)."""
     if not paths.db.is_file():
         raise FileNotFoundError(f"{paths.db}: no headline table yet; run `manset import` first")
     task = tasks.get(cfg.task)
@@ -78,7 +80,8 @@ def build(paths: Paths, cfg: BuildConfig) -> tuple[DatasetDict, DataCard]:
     mapping = tasks.read_mapping(paths.data / task.mapping, paths.aliases().categories,
                                  set(label_names(paths, task.name))) if task.mapping else None
     dd, card = dataset.build(rows, cfg, labels, mapping)
-    dataset.save(dd, card, paths.built(cfg.task))
+    if save:
+        dataset.save(dd, card, paths.built(cfg.task))
     return dd, card
 
 

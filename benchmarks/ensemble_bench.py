@@ -1,0 +1,87 @@
+"""The encoder, TF-IDF and their ensemble over several seeds (issue 12, items 2-3): for each
+bert_bench.py scratch project given, train the TF-IDF baseline there (same built dataset), blend
+the two with `manset train ensemble`, and score all three on the same test rows with paired
+bootstrap tests. Prints one row per seed and the mean and spread; writes
+benchmarks/out/ensemble.json.
+
+    .venv/bin/python benchmarks/ensemble_bench.py benchmarks/out/bert-mean-s1{3,4,5}/root
+
+Speeds are the bundles' own figures (finish_run's median of timed batches, batch throughput in
+headlines/s), each measured in its own run on this machine.
+"""
+
+import argparse
+import json
+import statistics
+import sys
+from pathlib import Path
+
+import numpy as np
+from sklearn.metrics import f1_score
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from manset_serving import load  # noqa: E402
+
+from training import compare, dataset, ensemble, pipeline  # noqa: E402
+from training.configs import TfidfConfig  # noqa: E402
+from training.files import write_text  # noqa: E402
+from training.project import Paths  # noqa: E402
+
+FAMILIES = ("tfidf", "bert", "ensemble")
+PAIRS = (("bert", "tfidf"), ("ensemble", "tfidf"), ("ensemble", "bert"))
+
+
+def one(root: Path) -> dict:
+    paths = Paths(root)
+    dd, card = dataset.load(paths.built("category"))
+    if not paths.bundle("category", "tfidf").is_dir():
+        pipeline.train_tfidf(paths, "category", TfidfConfig())
+    ensemble.train_ensemble(paths, "category")
+    texts, y = list(dd["test"]["text"]), np.array(dd["test"]["label"])
+    out: dict = {"root": str(root), "dataset_fingerprint": card.fingerprint}
+    preds = {}
+    for family in FAMILIES:
+        model = load(paths.bundle("category", family))
+        preds[family] = model.predict_proba(texts).argmax(1)
+        m = model.bundle.manifest["metrics"]
+        out[family] = {"test_macro_f1": float(f1_score(y, preds[family], average="macro")),
+                       "headlines_per_s": m["predict_throughput_per_s"],
+                       "latency_p50_ms": m["predict_latency_p50_ms"]}
+    out["bert_weight"] = json.loads((paths.bundle("category", "ensemble") / "config.json")
+                                    .read_text())["members"]["bert"]
+    for a, b in PAIRS:
+        p = compare.paired_bootstrap(y, preds[a], preds[b])
+        out[f"{a} vs {b}"] = {"delta": p.delta, "p_value": p.p_value, "low": p.low,
+                              "high": p.high}
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("roots", nargs="+", type=Path, help="bert_bench.py scratch projects")
+    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "out" / "ensemble.json")
+    args = ap.parse_args()
+    rows = [one(r) for r in args.roots]
+    if len({r["dataset_fingerprint"] for r in rows}) != 1:
+        sys.exit("the projects hold different datasets: the seeds are not on the same split")
+    summary = {}
+    for key in [*FAMILIES, *(f"{a} vs {b}" for a, b in PAIRS)]:
+        field = "test_macro_f1" if key in FAMILIES else "delta"
+        values = [r[key][field] for r in rows]
+        summary[key] = {"mean": statistics.mean(values),
+                        "sd": statistics.stdev(values) if len(values) > 1 else 0.0,
+                        "per_seed": values}
+        if key not in FAMILIES:
+            summary[key]["p_values"] = [r[key]["p_value"] for r in rows]
+    for key, s in summary.items():
+        extra = f"  p={' '.join(f'{p:.3f}' for p in s['p_values'])}" if "p_values" in s \
+            else ""
+        print(f"{key:20s} mean {s['mean']:+.4f} sd {s['sd']:.4f} "
+              f"{' '.join(f'{v:.4f}' for v in s['per_seed'])}{extra}")
+    write_text(args.out, json.dumps({"runs": rows, "summary": summary}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
