@@ -439,11 +439,12 @@ def test_e5_fine_tunes_through_the_whole_path(project: Path,
     assert result.metrics["test_macro_f1"] > 1.5 / 6
 
 
-def test_ensemble_blends_both_members_with_the_validation_weight(trained: Path,
-                                                                 tmp_path: Path) -> None:
+def test_ensemble_blends_both_members_with_the_validation_weight(trained: Path, tmp_path: Path,
+                                                                 capsys) -> None:
     """TF-IDF and the tiny BERT of the same dataset, blended: the weight is the validation
     split's best, the bundle carries both members whole and predicts the weighted mean of their
-    probabilities without the training stack, and the run is tracked and registered."""
+    probabilities without the training stack, and the run is tracked and registered. A missing
+    member, a swapped one and one trained on another split are refused."""
     from manset_serving import BundleError
 
     from training import dataset, ensemble
@@ -452,6 +453,8 @@ def test_ensemble_blends_both_members_with_the_validation_weight(trained: Path,
     portable.relocate(trained)
     root = ["--root", str(trained)]
     models = trained / "models" / "category"
+    assert main(["train", "ensemble", *root]) == 1  # no TF-IDF bundle yet
+    assert "ensemble member tfidf" in capsys.readouterr().err
     assert main(["train", "tfidf", *root]) == 0
     assert main(["train", "ensemble", *root]) == 0
     manifest = verify(models / "ensemble")
@@ -487,39 +490,33 @@ def test_ensemble_blends_both_members_with_the_validation_weight(trained: Path,
     assert any(v.run_id == run.info.run_id
                for v in client.search_model_versions("name='manset-category'"))
 
-    # a member swapped for another valid bundle is caught by the ensemble's own digests
-    shutil.rmtree(models / "ensemble" / "tfidf")
-    shutil.copytree(models / "tfidf", models / "ensemble" / "tfidf")
-    (models / "ensemble" / "tfidf" / "manifest.json").write_text(
-        (models / "tfidf" / "manifest.json").read_text().replace('"task"', '"task" ', 1))
-    with pytest.raises(BundleError, match=r"tfidf/manifest\.json"):
-        load(models / "ensemble")
-
-
-def test_ensemble_refuses_members_of_another_dataset(trained: Path, tmp_path: Path,
-                                                     capsys) -> None:
-    trained = Path(shutil.copytree(trained, tmp_path / "copy"))
-    portable.relocate(trained)
-    root = ["--root", str(trained)]
-    assert main(["train", "ensemble", *root]) == 1  # no TF-IDF bundle yet
-    assert "ensemble member tfidf" in capsys.readouterr().err
     assert main(["build", *root, "--seed", "14"]) == 0  # another split: the BERT is stale
     assert main(["train", "tfidf", *root]) == 0
     capsys.readouterr()
+    before = verify(models / "ensemble")
     assert main(["train", "ensemble", *root]) == 1
-    err = capsys.readouterr().err
-    assert "models/category/bert: trained on dataset" in err.replace("\n", "")
-    assert not (trained / "models" / "category" / "ensemble").exists()
+    assert "models/category/bert: trained on dataset" in capsys.readouterr().err
+    assert verify(models / "ensemble") == before  # the last ensemble bundle is left as it was
+
+    # a member swapped for another valid bundle (the new split's TF-IDF) is caught by the
+    # ensemble's own digests
+    shutil.rmtree(models / "ensemble" / "tfidf")
+    shutil.copytree(models / "tfidf", models / "ensemble" / "tfidf")
+    verify(models / "ensemble" / "tfidf")
+    with pytest.raises(BundleError, match=r"tfidf/manifest\.json"):
+        load(models / "ensemble")
 
 
 def test_choose_weight_is_the_validation_best_nearest_an_even_blend() -> None:
     from training.ensemble import choose_weight
 
     y = np.array([0, 1, 0, 1])
-    sure = np.eye(2)[y]  # right on every row
-    wrong = np.eye(2)[1 - y]
-    assert choose_weight(y, wrong * 0.9 + 0.05, sure)[0] > 0.5  # BERT right, TF-IDF wrong
-    assert choose_weight(y, sure, wrong * 0.9 + 0.05)[0] < 0.5
+    sure = np.eye(2)[y]  # right on every row, certain
+    wrong = np.eye(2)[1 - y]  # wrong on every row, certain
+    leaning = 0.6 * sure + 0.4 * wrong  # right, unsure
+    # the unsure right member wins only once its weight w gives 0.6w > (1 - w) + 0.4w: w > 5/6
+    assert choose_weight(y, wrong, leaning)[0] == 0.85
+    assert choose_weight(y, leaning, wrong)[0] == 0.15
     weight, scores = choose_weight(y, sure, sure)  # all weights tie: the even blend
     assert weight == 0.5 and len(scores) == 21
 
