@@ -6,14 +6,15 @@ benchmarks/out/ensemble.json.
 
     .venv/bin/python benchmarks/ensemble_bench.py benchmarks/out/bert-mean-s1{3,4,5}/root
 
-Speeds are the bundles' own figures (finish_run's median of timed batches, batch throughput in
-headlines/s), each measured in its own run on this machine.
+Speeds: each bundle's own figure (finish_run's median of timed batches, measured in its own
+run), and with --time ROWS the three bundles of the first project timed in turns in this process.
 """
 
 import argparse
 import json
 import statistics
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -33,12 +34,39 @@ FAMILIES = ("tfidf", "bert", "ensemble")
 PAIRS = (("bert", "tfidf"), ("ensemble", "tfidf"), ("ensemble", "bert"))
 
 
+def _stale(paths: Paths) -> bool:
+    """No ensemble yet, or one made of other member bundles than the project's own."""
+    folder = paths.bundle("category", "ensemble")
+    if not folder.is_dir():
+        return True
+    made_of = json.loads((folder / "config.json").read_text())["member_run_ids"]
+    return any(load(paths.bundle("category", f)).bundle.run_id != made_of[f]
+               for f in ensemble.MEMBERS)
+
+
+def timed(root: Path, rows: int, repeats: int) -> dict:
+    """The three bundles timed in turns on the same test headlines (batch throughput, median of
+    the passes), so that a busy spell on the shared machine hits them alike."""
+    paths = Paths(root)
+    dd, _ = dataset.load(paths.built("category"))
+    texts = list(dd["test"]["text"])[:rows]
+    models = {f: load(paths.bundle("category", f)) for f in FAMILIES}
+    rates: dict[str, list[float]] = {f: [] for f in FAMILIES}
+    for _ in range(repeats):
+        for f, model in models.items():
+            start = time.perf_counter()
+            model.predict_proba(texts)
+            rates[f].append(rows / (time.perf_counter() - start))
+    return {f: {"headlines_per_s": statistics.median(r), "passes": r} for f, r in rates.items()}
+
+
 def one(root: Path) -> dict:
     paths = Paths(root)
     dd, card = dataset.load(paths.built("category"))
     if not paths.bundle("category", "tfidf").is_dir():
         pipeline.train_tfidf(paths, "category", TfidfConfig())
-    ensemble.train_ensemble(paths, "category")
+    if _stale(paths):
+        ensemble.train_ensemble(paths, "category")
     texts, y = list(dd["test"]["text"]), np.array(dd["test"]["label"])
     out: dict = {"root": str(root), "dataset_fingerprint": card.fingerprint}
     preds = {}
@@ -62,8 +90,15 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("roots", nargs="+", type=Path, help="bert_bench.py scratch projects")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "out" / "ensemble.json")
+    ap.add_argument("--time", type=int, default=0, metavar="ROWS",
+                    help="also time the first project's three bundles in turns on ROWS test "
+                         "headlines")
+    ap.add_argument("--repeats", type=int, default=5)
     args = ap.parse_args()
     rows = [one(r) for r in args.roots]
+    speed = timed(args.roots[0], args.time, args.repeats) if args.time else {}
+    for f, r in speed.items():
+        print(f"{f:10s} {r['headlines_per_s']:9.1f} headlines/s (median of {args.repeats})")
     if len({r["dataset_fingerprint"] for r in rows}) != 1:
         sys.exit("the projects hold different datasets: the seeds are not on the same split")
     summary = {}
@@ -80,7 +115,8 @@ def main() -> None:
             else ""
         print(f"{key:20s} mean {s['mean']:+.4f} sd {s['sd']:.4f} "
               f"{' '.join(f'{v:.4f}' for v in s['per_seed'])}{extra}")
-    write_text(args.out, json.dumps({"runs": rows, "summary": summary}, indent=1))
+    write_text(args.out, json.dumps({"runs": rows, "summary": summary, "speed": speed},
+                                    indent=1))
 
 
 if __name__ == "__main__":
