@@ -118,7 +118,7 @@ def main() -> None:
     ap.add_argument("--freeze-embeddings", action="store_true")
     ap.add_argument("--pooling", choices=["cls", "mean"], default=None,
                     help="the classification head (default: the model config's)")
-    ap.add_argument("--embedding-learning-rate", type=float, default=None)
+    ap.add_argument("--embedding-lr", type=float, default=None)
     ap.add_argument("--seed", type=int, default=13, help="the head's initial weights, the batches")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--resume", action="store_true",
@@ -159,7 +159,7 @@ def main() -> None:
                                class_weights=args.class_weights,
                                freeze_embeddings=args.freeze_embeddings, seed=args.seed,
                                pooling=args.pooling,
-                               embedding_learning_rate=args.embedding_learning_rate)
+                               embedding_lr=args.embedding_lr)
     print(f"bert {cfg} ...", flush=True)
     start = time.perf_counter()
     result = bert.train_bert(Paths(root), "category", cfg, resume=args.resume)

@@ -451,6 +451,7 @@ def test_ensemble_blends_both_members_with_the_validation_weight(trained: Path, 
 
     trained = Path(shutil.copytree(trained, tmp_path / "copy"))
     portable.relocate(trained)
+    client = _client(trained)  # an earlier test's client left its store in MLFLOW_TRACKING_URI
     root = ["--root", str(trained)]
     models = trained / "models" / "category"
     assert main(["train", "ensemble", *root]) == 1  # no TF-IDF bundle yet
@@ -479,7 +480,6 @@ def test_ensemble_blends_both_members_with_the_validation_weight(trained: Path, 
                                + weight * bert_.predict_proba(test), atol=1e-6)
     _predicts_without_the_training_stack(models / "ensemble", test[:10], tmp_path)
 
-    client = _client(trained)
     run = client.get_run(manifest["mlflow_run_id"])
     assert run.data.tags["family"] == "ensemble" and run.info.status == "FINISHED"
     assert run.data.tags["manset.ensemble_verdict"] == cfg["verdict"]
@@ -565,7 +565,7 @@ def test_embeddings_get_their_own_learning_rate(tiny_model: Path, tmp_path: Path
     weight = model.get_input_embeddings().weight
     for rate, want in ((None, 1e-4), (1e-5, 1e-5)):
         opt = bert.WeightedTrainer(model=model, args=args,
-                                   embedding_learning_rate=rate).create_optimizer()
+                                   embedding_lr=rate).create_optimizer()
         (group,) = [g for g in opt.param_groups if any(p is weight for p in g["params"])]
         assert group["lr"] == want
         others = [p for g in opt.param_groups if g is not group for p in g["params"]]

@@ -117,22 +117,22 @@ class WeightedTrainer(Trainer):
     """Cross-entropy with class weights; the model's own loss when there are none."""
 
     def __init__(self, *args: Any, class_weights: torch.Tensor | None = None,
-                 embedding_learning_rate: float | None = None, **kwargs: Any) -> None:
+                 embedding_lr: float | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.class_weights = class_weights
-        self.embedding_learning_rate = embedding_learning_rate
+        self.embedding_lr = embedding_lr
 
     def create_optimizer(self, model: Any = None) -> Any:
         """The Trainer's AdamW, with the word embeddings in a group of their own at their own
         learning rate when one is set (the scheduler, made next, scales every group alike)."""
         optimizer = super().create_optimizer(model)
         weight = self.model.get_input_embeddings().weight  # type: ignore[union-attr,operator]
-        if self.embedding_learning_rate is not None and weight.requires_grad:
+        if self.embedding_lr is not None and weight.requires_grad:
             group = next(g for g in optimizer.param_groups
                          if any(p is weight for p in g["params"]))
             group["params"] = [p for p in group["params"] if p is not weight]
             optimizer.add_param_group({**{k: v for k, v in group.items() if k != "params"},
-                                       "params": [weight], "lr": self.embedding_learning_rate})
+                                       "params": [weight], "lr": self.embedding_lr})
         return optimizer
 
     def compute_loss(self, model: torch.nn.Module, inputs: dict[str, Any],
@@ -277,7 +277,7 @@ def train_bert(paths: Paths, task: str, cfg: BertTrainConfig, resume: bool = Fal
         data_collator=DataCollatorWithPadding(tokenizer), compute_metrics=_metrics,
         callbacks=[CurveCallback(), EarlyStoppingCallback(cfg.patience), *callbacks],
         class_weights=balanced_weights(y_train, len(labels)) if cfg.class_weights else None,
-        embedding_learning_rate=cfg.embedding_learning_rate)
+        embedding_lr=cfg.embedding_lr)
     p50, p99 = (float(np.percentile(lengths, q)) for q in (50, 99))
     params = {**cfg.params(), "model_source": source, "max_length_chosen": max_length,
               "pooling_chosen": model.config.classifier_pooling,

@@ -59,7 +59,7 @@ class BertTrainConfig:
     pooling: str | None = field(default=None, metadata={
         "help": "Classification head: cls (BERT's pooler), mean (of the token states, as e5 was "
                 "trained), or auto: the model config's classifier_pooling, else cls."})
-    embedding_learning_rate: float | None = field(default=None, metadata={
+    embedding_lr: float | None = field(default=None, metadata={
         "help": "Learning rate of the word embeddings when they are trained (none: the "
                 "learning rate); a lower one keeps the large vocabulary near its pretraining."})
     freeze_embeddings: bool = field(default=False, metadata={
@@ -82,7 +82,7 @@ class BertTrainConfig:
             raise ValueError(f"max length {self.max_length}: use 8-512 tokens, or auto")
         if self.pooling not in (None, "cls", "mean"):
             raise ValueError(f"pooling {self.pooling!r}: use cls, mean or auto")
-        if self.embedding_learning_rate is not None and self.embedding_learning_rate <= 0:
+        if self.embedding_lr is not None and self.embedding_lr <= 0:
             raise ValueError("the embedding learning rate must be positive")
         if self.train_rows is not None and self.train_rows < 2:
             raise ValueError("train_rows must be at least 2")
