@@ -1,7 +1,7 @@
 """Where the TF-IDF baseline loses to scikit-learn's word 1-2 + char 2-5 reference (issue 12, item
 6): candidate feature and regularisation settings, each scored on validation (which chooses) and
 on test, with a paired bootstrap against the default settings and against the reference on the
-same test rows. Writes benchmarks/out/tfidf_gap.json.
+same test rows. Writes benchmarks/out/tfidf_gap_split<seed>.json.
 
     .venv/bin/python benchmarks/tfidf_gap.py [--split-seed 14] [--only reference "default ..."]
 
