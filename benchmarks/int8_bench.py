@@ -105,9 +105,11 @@ def main() -> None:
     tokenizer = Tokenizer.from_file(str(bundle / "tokenizer.json"))
     max_length = json.loads((bundle / "config.json").read_text())["max_length"]
     model = heads.load(bundle / "hf").eval()
+    hf_tokenizer = AutoTokenizer.from_pretrained(bundle / "hf")
     scorers: dict[str, Any] = {
-        "torch fp32": bert_export.torch_proba(model, AutoTokenizer.from_pretrained(bundle / "hf"),
-                                              max_length),
+        # a fresh scorer per call: torch_proba keeps its last result, which a repeated pass
+        # over the same headlines would otherwise be served from
+        "torch fp32": lambda t: bert_export.torch_proba(model, hf_tokenizer, max_length)(t),
         "fp32 (model.onnx)": OnnxPredictor(labels, session(bundle / "model.onnx", args.threads),
                                            tokenizer).predict_proba}
     files = graphs(bundle / "model.onnx", HERE / "benchmarks" / "out" / "int8",
