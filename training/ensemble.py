@@ -98,13 +98,14 @@ def train_ensemble(paths: Paths, task: str, tfidf: Path | None = None, bert: Pat
             tracking.log_curve("validation_macro_f1_by_bert_weight", s, round(w * 100))
         x_test, y_test = list(dd["test"]["text"]), np.array(dd["test"]["label"])
         pred = blend(x_test).argmax(1)
+        paired = {f: compare.paired_bootstrap(y_test, pred, proba(x_test).argmax(1))
+                  for f, proba in probas.items()}
         versus: dict[str, float] = {}
-        for family, proba in probas.items():
-            p = compare.paired_bootstrap(y_test, pred, proba(x_test).argmax(1))
+        for family, p in paired.items():
             versus |= {f"vs_{family}_delta_macro_f1": p.delta, f"vs_{family}_p_value": p.p_value,
                        f"member_{family}_test_macro_f1": float(models[family].bundle.manifest[
                            "metrics"].get("test_macro_f1", np.nan))}
-        said = verdict(versus)
+        said = verdict(paired)
         tracking.set_tag("manset.ensemble_verdict", said)
         config = {"task": task, "members": weights, "verdict": said,
                   "validation_macro_f1_by_bert_weight": scores,
@@ -126,11 +127,10 @@ def _writer(folders: dict[str, Path]) -> Callable[[Path, export.BundleInfo], Non
     return write
 
 
-def verdict(m: dict[str, float]) -> str:
-    """Whether the blend beat both members beyond chance (paired bootstrap on the test rows)."""
-    lost = [f for f in MEMBERS if not (m[f"vs_{f}_delta_macro_f1"] > 0
-                                       and m[f"vs_{f}_p_value"] < compare.ALPHA)]
+def verdict(paired: dict[str, compare.Paired]) -> str:
+    """Whether the blend beat each member beyond chance (paired bootstrap on the test rows)."""
+    lost = [f for f, p in paired.items() if not p.significant]
     if not lost:
         return "beats both members beyond chance (paired bootstrap on the test rows)"
     return f"does not beat {' and '.join(lost)} beyond chance: " + "; ".join(
-        f"{f} {m[f'vs_{f}_delta_macro_f1']:+.4f}, p={m[f'vs_{f}_p_value']:.3f}" for f in lost)
+        f"{f} {paired[f].delta:+.4f}, p={paired[f].p_value:.3f}" for f in lost)
