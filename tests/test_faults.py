@@ -63,6 +63,30 @@ def test_the_next_run_tidies_what_a_killed_one_left(trained: Path) -> None:
     assert verify(trained / "models" / "category" / "champion") == champion
 
 
+def test_a_run_killed_the_moment_it_is_created_is_closed_by_the_next(trained: Path) -> None:
+    """SIGKILL straight after MLflow creates the run, before any later tag is set: the run already
+    carries its pid and host, so the next training command still recognises it as dead."""
+    out = _python(f"""
+        import os, signal
+        from pathlib import Path
+        import mlflow
+        from training import tracking
+        created = mlflow.start_run
+        def start_and_die(*args, **kwargs):
+            created(*args, **kwargs)
+            os.kill(os.getpid(), signal.SIGKILL)
+        mlflow.start_run = start_and_die
+        root = Path({str(trained)!r})
+        tracking.configure(root)
+        with tracking.run("category", "tfidf", root, {{}}):
+            pass
+        """, trained)
+    assert out.returncode == -signal.SIGKILL, out.stderr
+    assert [r.info.status for r in _runs(trained)] == ["FINISHED", "RUNNING"]
+    assert main(["train", "tfidf", "--root", str(trained)]) == 0
+    assert [r.info.status for r in _runs(trained)] == ["FINISHED", "KILLED", "FINISHED"]
+
+
 @pytest.mark.slow  # MLflow waits out SQLite's busy timeout before it gives up: ~50 s
 def test_a_store_locked_mid_run_is_one_line_and_the_run_is_closed_later(trained: Path) -> None:
     """Another process locks the store after training started: logging the evaluation fails

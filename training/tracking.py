@@ -181,17 +181,21 @@ def run(task: str, family: str, root: Path, params: dict[str, object],
     with guarded("starting the run"):
         exp = _experiment(task, root)
         close_dead_runs(exp)
-        active = mlflow.start_run(experiment_id=exp, run_name=meta.name, nested=nested)
-        run_id = active.info.run_id
         tags = {"task": task, "family": family, "mlflow.source.git.commit": git_commit(root),
                 "manset.git_dirty": git_dirty(root), "manset.version": _version(),
-                "manset.pid": str(os.getpid()), **machine(), **meta.tags,
-                "mlflow.runName": meta.name or run_name(family, settings or {}, run_id)}
+                "manset.pid": str(os.getpid()), **machine(), **meta.tags}
         if meta.description:
             tags["mlflow.note.content"] = meta.description  # the UI's run description
-        mlflow.set_tags(tags)
-        mlflow.log_params(params)
-    with _ending():
+        # the pid and host go in with the run itself: a process killed right after creating
+        # the run must still leave a run that close_dead_runs can recognise as dead
+        active = mlflow.start_run(experiment_id=exp, run_name=meta.name, nested=nested,
+                                  tags=tags)
+        run_id = active.info.run_id
+    with _ending():  # from here on the run ends FAILED when anything raises
+        with guarded("logging the run's settings"):
+            if not meta.name:
+                mlflow.set_tag("mlflow.runName", run_name(family, settings or {}, run_id))
+            mlflow.log_params(params)
         yield run_id
 
 
