@@ -150,8 +150,11 @@ def decode(data: bytes, path: Path) -> str:
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as e:
-        if e.end == len(data) and e.reason == "unexpected end of data":
-            return data[: e.start].decode("utf-8", errors="replace")  # a letter cut by truncation
+        # a letter cut by truncation, where the text before it shows UTF-8 (an ASCII page up to
+        # a final Latin-5 "Ç", byte C7, is not UTF-8 evidence)
+        if e.end == len(data) and e.reason == "unexpected end of data" and \
+                not data[: e.start].isascii():
+            return data[: e.start].decode("utf-8", errors="replace")
     declared = _declared_charset(data)
     if declared:
         try:
