@@ -376,7 +376,7 @@ def test_binary_and_undecodable_bytes_are_refused():
 def test_a_latin5_page_ending_in_a_lead_byte_keeps_its_last_letter():
     """Ç is 0xC7 in ISO-8859-9, a UTF-8 lead byte: a page ASCII up to a final Ç is not a UTF-8 page
     cut in the middle of a letter. A UTF-8 page cut there still loses only the cut letter."""
-    page = '<meta charset="iso-8859-9"><h1>Spor - GENÇ</h1>'
+    page = '<meta charset="iso-8859-9"><p>Spor - GENÇ'
     assert decode(page.encode("iso-8859-9"), Path("x.html")) == page
     cut = "<h1>Güreşte altın GENÇ".encode()[:-1]
     assert decode(cut, Path("x.html")) == "<h1>Güreşte altın GEN"
