@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT))
 from manset_serving.bundle import Bundle  # noqa: E402
 from manset_serving.onnx import INT8_FILE, OnnxPredictor, session  # noqa: E402
 
-from training import baseline, bert, bert_export, dataset, evaluation, heads  # noqa: E402
+from training import baseline, bert, bert_export, configs, dataset, evaluation, heads  # noqa: E402
 from training.e5 import E5_NAME  # noqa: E402
 from training.files import write_text  # noqa: E402
 from training.project import Paths  # noqa: E402
@@ -116,7 +116,7 @@ def main() -> None:
     ap.add_argument("--train-rows", type=int, default=None, help="subsample the training split")
     ap.add_argument("--class-weights", action=argparse.BooleanOptionalAction, default=True)
     ap.add_argument("--freeze-embeddings", action="store_true")
-    ap.add_argument("--pooling", choices=["cls", "mean"], default=None,
+    ap.add_argument("--pooling", choices=configs.POOLINGS, default=None,
                     help="the classification head (default: the model config's)")
     ap.add_argument("--embedding-lr", type=float, default=None)
     ap.add_argument("--seed", type=int, default=13, help="the head's initial weights, the batches")

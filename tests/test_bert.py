@@ -278,3 +278,29 @@ def test_ensemble_blends_both_members_with_the_validation_weight(trained: Path, 
     verify(models / "ensemble" / "tfidf")
     with pytest.raises(BundleError, match=r"tfidf/manifest\.json"):
         load(models / "ensemble")
+
+
+def test_training_moved_only_the_embedding_rows_of_training_tokens(trained: Path,
+                                                                   tiny_model: Path) -> None:
+    """The bundle's embeddings are the full vocabulary; rows of tokens that no training headline
+    holds are the pretrained ones, and the run logs how many rows it trained."""
+    from safetensors.torch import load_file
+    from transformers import AutoTokenizer
+
+    from training import dataset
+
+    key = "embeddings.word_embeddings.weight"  # the tiny model is a BertModel, saved bare
+    start = load_file(tiny_model / "model.safetensors")[key]
+    end = load_file(trained / "models" / "category" / "bert" / "hf" / "model.safetensors")[
+        f"bert.{key}"]
+    assert end.shape == start.shape
+    dd, _ = dataset.load(trained / "data" / "build" / "category")
+    cfg = json.loads((trained / "models" / "category" / "bert" / "config.json").read_text())
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model)
+    seen = {i for ids in tokenizer(list(dd["train"]["text"]), truncation=True,
+                                   max_length=cfg["max_length"])["input_ids"] for i in ids}
+    moved = {int(i) for i in torch.nonzero((end != start).any(1)).flatten()}
+    assert moved and moved <= seen
+    client = tracking_client(trained)
+    (run,) = client.search_runs([client.get_experiment_by_name("manset-category").experiment_id])
+    assert int(run.data.params["embedding_rows_trained"]) == len(seen)

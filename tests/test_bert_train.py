@@ -241,3 +241,34 @@ def test_embeddings_get_their_own_learning_rate(tiny_model: Path, tmp_path: Path
         assert group["lr"] == want
         others = [p for g in opt.param_groups if g is not group for p in g["params"]]
         assert len(others) + len(group["params"]) == sum(1 for _ in model.parameters())
+
+
+def test_only_the_used_embedding_rows_train_and_merge_back(tiny_model: Path) -> None:
+    """UsedRows looks up exactly what the embedding did, a step moves only the used rows (the
+    padding row never), and merging gives a full-vocabulary embedding with the trained rows."""
+    from training import heads
+
+    model = heads.load(tiny_model, num_labels=3)
+    before = model.get_input_embeddings().weight.detach().clone()
+    pad = model.config.pad_token_id
+    used, unused = [5, 9, 17], [6, 40]
+    ids = torch.tensor([[*used, pad], [*unused, 9, pad]])
+    plain = model.get_input_embeddings()(ids).detach()
+    assert heads.train_used_rows(model, [[*used, pad]]) == len(used)
+    rows = model.get_input_embeddings()
+    assert torch.equal(rows(ids), plain)
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert "bert.embeddings.word_embeddings.weight" in trainable
+    saved = model.state_dict()  # what a checkpoint holds: the trained rows, not the fixed ones
+    assert saved["bert.embeddings.word_embeddings.weight"].shape[0] == len(used)
+    assert not any(k.startswith("bert.embeddings.word_embeddings.") and not k.endswith("weight")
+                   for k in saved)
+    model(input_ids=ids, labels=torch.tensor([0, 1])).loss.backward()
+    torch.optim.SGD([rows.weight], lr=1.0).step()
+    heads.merge_rows(model)
+    after = model.get_input_embeddings()
+    assert isinstance(after, torch.nn.Embedding) and after.padding_idx == pad
+    assert after.weight.shape == before.shape
+    moved = (after.weight.detach() != before).any(1)
+    assert moved[used].all() and not moved[[*unused, pad]].any()
+    assert int(moved.sum()) == len(used)

@@ -228,6 +228,9 @@ def _arguments(cfg: BertTrainConfig, out: Path) -> TrainingArguments:
         # batches of similar lengths pad less: headlines run 5-45 tokens, p50 15
         train_sampling_strategy="group_by_length",
         bf16=bf16, fp16=cuda and not bf16, use_cpu=not cuda, seed=cfg.seed, data_seed=cfg.seed,
+        # the buffers are constants (position ids, UsedRows' fixed embeddings: 384 MB for e5);
+        # DDP would otherwise send them from the first process to the others at every step
+        ddp_broadcast_buffers=False,
         report_to="none")
 
 
@@ -267,10 +270,13 @@ def train_bert(paths: Paths, task: str, cfg: BertTrainConfig, resume: bool = Fal
         cfg.model, source, functools.partial(heads.load, pooling=cfg.pooling),
         num_labels=len(labels), id2label=dict(enumerate(labels)),
         label2id={lb: i for i, lb in enumerate(labels)})
-    if cfg.freeze_embeddings:
-        model.get_input_embeddings().weight.requires_grad_(False)
     y_train = np.array(dd["train"]["label"])
     tokenized = _tokenized(dd, tokenizer, max_length)
+    if cfg.freeze_embeddings:
+        model.get_input_embeddings().weight.requires_grad_(False)
+        trained_rows = 0
+    else:
+        trained_rows = heads.train_used_rows(model, tokenized["train"]["input_ids"])
     trainer = WeightedTrainer(
         model=model, args=_arguments(cfg, folder), processing_class=tokenizer,
         train_dataset=tokenized["train"], eval_dataset=tokenized["validation"],
@@ -281,7 +287,7 @@ def train_bert(paths: Paths, task: str, cfg: BertTrainConfig, resume: bool = Fal
     p50, p99 = (float(np.percentile(lengths, q)) for q in (50, 99))
     params = {**cfg.params(), "model_source": source, "max_length_chosen": max_length,
               "pooling_chosen": model.config.classifier_pooling,
-              "processes": state.num_processes,
+              "processes": state.num_processes, "embedding_rows_trained": trained_rows,
               "resumed_from": Path(last).name if last else "none"}
     if state.is_main_process:
         tracking.configure(paths.root)
@@ -301,6 +307,7 @@ def train_bert(paths: Paths, task: str, cfg: BertTrainConfig, resume: bool = Fal
         train_seconds = time.perf_counter() - start
         if not trainer.is_world_process_zero():
             return None
+        heads.merge_rows(trainer.model)
         finished = _ship(paths, task, cfg, run_id, dd, card, trainer.model, tokenizer,
                          max_length, {"train_seconds": train_seconds, "token_length_p50": p50,
                                       "token_length_p99": p99,

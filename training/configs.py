@@ -9,6 +9,7 @@ from manset_serving.features import FeatureConfig
 from training.e5 import E5_NAME
 
 DEFAULT_MODEL = "dbmdz/bert-base-turkish-cased"
+POOLINGS = ("cls", "mean")  # the classification heads of training/heads.py
 
 
 @dataclass(frozen=True)
@@ -63,8 +64,8 @@ class BertTrainConfig:
         "help": "Learning rate of the word embeddings when they are trained (none: the "
                 "learning rate); a lower one keeps the large vocabulary near its pretraining."})
     freeze_embeddings: bool = field(default=False, metadata={
-        "help": "Keep the word embeddings fixed: 2x faster steps on CPU for large "
-                "vocabularies such as e5's."})
+        "help": "Keep the word embeddings fixed. Trained, only the rows of tokens in the "
+                "training split move, at the cost per step of frozen ones (benchmarks/BERT.md)."})
     patience: int = field(default=2, metadata={
         "help": "Evaluations without a better validation macro-F1 before stopping."})
     eval_steps: int | None = field(default=None, metadata={
@@ -80,8 +81,8 @@ class BertTrainConfig:
             raise ValueError("epochs, batch size and learning rate must be positive")
         if self.max_length is not None and not 8 <= self.max_length <= 512:
             raise ValueError(f"max length {self.max_length}: use 8-512 tokens, or auto")
-        if self.pooling not in (None, "cls", "mean"):
-            raise ValueError(f"pooling {self.pooling!r}: use cls, mean or auto")
+        if self.pooling is not None and self.pooling not in POOLINGS:
+            raise ValueError(f"pooling {self.pooling!r}: use {', '.join(POOLINGS)} or auto")
         if self.embedding_lr is not None and self.embedding_lr <= 0:
             raise ValueError("the embedding learning rate must be positive")
         if self.train_rows is not None and self.train_rows < 2:

@@ -10,6 +10,7 @@ bundle's hf/ folder loads back with the head it was trained with.
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from transformers import (
     AutoConfig,
@@ -19,7 +20,7 @@ from transformers import (
 )
 from transformers.modeling_outputs import SequenceClassifierOutput
 
-POOLINGS = ("cls", "mean")
+from training.configs import POOLINGS
 
 
 class BertMeanPoolForSequenceClassification(BertPreTrainedModel):
@@ -65,3 +66,57 @@ def load(source: str | Path, pooling: str | None = None, local_files_only: bool 
     cls = BertMeanPoolForSequenceClassification if config.classifier_pooling == "mean" \
         else AutoModelForSequenceClassification
     return cls.from_pretrained(source, config=config, local_files_only=local_files_only)
+
+
+class UsedRows(torch.nn.Module):
+    """Word embeddings of which only the rows of `rows` are trained, the rest kept fixed.
+
+    Training e5's embeddings whole means a dense gradient and an AdamW update over all 250,037
+    rows every step, though a headline corpus uses a tenth of them: rows no batch ever holds get no
+    gradient, so training them only decays them. Here the used rows are a parameter of their own
+    (`weight`, so the embeddings' learning-rate group finds it) and the rest are looked up in the
+    fixed matrix. `merged` writes the trained rows back into a plain embedding of the full
+    vocabulary, which is what gets saved and exported."""
+
+    full: torch.Tensor  # buffers, declared for the type checker
+    rows: torch.Tensor
+    index: torch.Tensor
+
+    def __init__(self, full: torch.nn.Embedding, rows: torch.Tensor) -> None:
+        super().__init__()
+        self.padding_idx = full.padding_idx
+        rows = rows[rows != self.padding_idx] if self.padding_idx is not None else rows
+        index = torch.full((full.num_embeddings,), -1, dtype=torch.long)
+        index[rows] = torch.arange(len(rows))
+        # buffers move with the model to its device; not persistent: a checkpoint keeps only the
+        # trained rows, and the fixed ones come from the pretrained model again on --resume
+        self.register_buffer("full", full.weight.detach(), persistent=False)
+        self.register_buffer("rows", rows, persistent=False)
+        self.register_buffer("index", index, persistent=False)
+        self.weight = torch.nn.Parameter(full.weight.detach()[rows].clone())
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        at = self.index[ids]
+        used = torch.nn.functional.embedding(at.clamp(min=0), self.weight)
+        fixed = torch.nn.functional.embedding(ids, self.full)
+        return torch.where((at >= 0).unsqueeze(-1), used, fixed)
+
+    def merged(self) -> torch.nn.Embedding:
+        weight = self.full.clone()
+        weight[self.rows] = self.weight.detach()
+        return torch.nn.Embedding.from_pretrained(weight, freeze=False,
+                                                  padding_idx=self.padding_idx)
+
+
+def train_used_rows(model: Any, ids: list[list[int]]) -> int:
+    """Make the model's word embeddings a UsedRows over the token ids of `ids`; their count."""
+    rows = torch.from_numpy(np.unique(np.concatenate([np.asarray(x, np.int64) for x in ids])))
+    model.set_input_embeddings(UsedRows(model.get_input_embeddings(), rows))
+    return int(model.get_input_embeddings().weight.shape[0])
+
+
+def merge_rows(model: Any) -> None:
+    """Undo train_used_rows, keeping what was trained: a plain embedding of the full vocabulary."""
+    embeddings = model.get_input_embeddings()
+    if isinstance(embeddings, UsedRows):
+        model.set_input_embeddings(embeddings.merged())
