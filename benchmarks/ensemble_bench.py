@@ -1,8 +1,8 @@
 """The encoder, TF-IDF and their ensemble over several seeds (issue 12, items 2-3): for each
 bert_bench.py scratch project given, train the TF-IDF baseline there (same built dataset), blend
 the two with `manset train ensemble`, and score all three on the same test rows with paired
-bootstrap tests. Prints one row per seed and the mean and spread; writes
-benchmarks/out/ensemble.json.
+bootstrap tests, each seed alone and the mean over the seeds. Prints one row per seed and the
+mean and spread; writes benchmarks/out/ensemble.json.
 
     .venv/bin/python benchmarks/ensemble_bench.py benchmarks/out/bert-mean-s1{3,4,5}/root
 
@@ -68,8 +68,8 @@ def one(root: Path) -> dict:
     if _stale(paths):
         ensemble.train_ensemble(paths, "category")
     texts, y = list(dd["test"]["text"]), np.array(dd["test"]["label"])
-    out: dict = {"root": str(root), "dataset_fingerprint": card.fingerprint}
-    preds = {}
+    out: dict = {"root": str(root), "dataset_fingerprint": card.fingerprint, "y": y}
+    preds = out["preds"] = {}
     for family in FAMILIES:
         model = load(paths.bundle("category", family))
         preds[family] = model.predict_proba(texts).argmax(1)
@@ -101,7 +101,7 @@ def main() -> None:
         print(f"{f:10s} {r['headlines_per_s']:9.1f} headlines/s (median of {args.repeats})")
     if len({r["dataset_fingerprint"] for r in rows}) != 1:
         sys.exit("the projects hold different datasets: the seeds are not on the same split")
-    summary = {}
+    summary: dict = {}
     for key in [*FAMILIES, *(f"{a} vs {b}" for a, b in PAIRS)]:
         field = "test_macro_f1" if key in FAMILIES else "delta"
         values = [r[key][field] for r in rows]
@@ -110,11 +110,18 @@ def main() -> None:
                         "per_seed": values}
         if key not in FAMILIES:
             summary[key]["p_values"] = [r[key]["p_value"] for r in rows]
+    for a, b in PAIRS:  # the mean over seeds, tested on the same rows (compare.paired_over_seeds)
+        p = compare.paired_over_seeds(rows[0]["y"], [r["preds"][a] for r in rows],
+                                      [r["preds"][b] for r in rows])
+        summary[f"{a} vs {b}"]["over_seeds"] = {"delta": p.delta, "p_value": p.p_value,
+                                                "low": p.low, "high": p.high}
     for key, s in summary.items():
-        extra = f"  p={' '.join(f'{p:.3f}' for p in s['p_values'])}" if "p_values" in s \
-            else ""
+        extra = f"  p={' '.join(f'{p:.3f}' for p in s['p_values'])}, mean over seeds " \
+            f"p={s['over_seeds']['p_value']:.4f}" if "p_values" in s else ""
         print(f"{key:20s} mean {s['mean']:+.4f} sd {s['sd']:.4f} "
               f"{' '.join(f'{v:.4f}' for v in s['per_seed'])}{extra}")
+    for r in rows:
+        del r["y"], r["preds"]
     write_text(args.out, json.dumps({"runs": rows, "summary": summary, "speed": speed},
                                     indent=1))
 

@@ -10,7 +10,7 @@ from urllib.parse import unquote
 import mlflow
 import numpy as np
 import pytest
-from conftest import verify
+from conftest import spoil_logged_predictions, verify
 from mlflow import MlflowClient
 from sklearn.metrics import f1_score
 
@@ -152,6 +152,27 @@ def test_a_tie_or_a_tiny_gain_is_not_significant() -> None:
     assert not compare.paired_bootstrap(y, a, b).significant  # nor a tiny loss
 
 
+def test_the_paired_test_over_seeds_tests_the_mean_gain() -> None:
+    """Each seed's gain is small and not significant alone; their mean, on the same rows, is the
+    statistic, and three such gains together are. One seed is the plain paired test."""
+    y, a = _predictions()
+    fixed = []
+    for seed in range(3):  # each seed fixes 15 errors and makes 9 of its own: ~0.002 net
+        rng, b = np.random.default_rng(seed), a.copy()
+        rows = rng.choice(np.flatnonzero(a != y), 15, replace=False)
+        b[rows] = y[rows]
+        rows = rng.choice(np.flatnonzero(a == y), 9, replace=False)
+        b[rows] = (y[rows] + 1) % 8
+        fixed.append(b)
+    alone = [compare.paired_bootstrap(y, b, a) for b in fixed]
+    pooled = compare.paired_over_seeds(y, fixed, [a, a, a])
+    assert pooled.delta == pytest.approx(np.mean([p.delta for p in alone]), abs=1e-6)
+    assert not any(p.significant for p in alone) and pooled.significant
+    assert compare.paired_over_seeds(y, fixed[:1], [a]) == alone[0]
+    with pytest.raises(ValueError, match="in pairs"):
+        compare.paired_over_seeds(y, fixed, [a, a])
+
+
 def test_the_paired_test_needs_the_same_rows() -> None:
     y, a = _predictions(100)
     with pytest.raises(ValueError, match="same rows"):
@@ -178,6 +199,38 @@ def test_each_promotion_decision_and_its_figures_are_on_the_run(trained: Path) -
     champion = client.get_model_version_by_alias(MODEL, "champion")
     assert verify(trained / "models" / "category" / "champion")["mlflow_run_id"] == \
         champion.run_id
+
+
+def test_a_run_never_replaces_a_champion_that_moved_while_it_compared(
+        trained: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two runs finish together. While run A compares with the old champion, run B takes the
+    alias; A beats the old champion but not B, so B must stay (A used to overwrite it)."""
+    from training import registry
+    from training.tracking import PREDICTIONS
+
+    for _ in range(2):  # v2 (A) and v3 (B): the same settings tie with v1, which stays
+        assert main(["train", "tfidf", "--root", str(trained)]) == 0
+    client = _store(trained)
+    spoil_logged_predictions(client, "1")  # so that A beats the old champion
+    a = client.get_model_version(MODEL, "2")
+    logged = mlflow.artifacts.load_dict(f"runs:/{a.run_id}/{PREDICTIONS}")
+    labels = sorted(set(logged["true"]))
+    real, compared = compare.paired_bootstrap, []
+
+    def b_lands_meanwhile(*args, **kwargs):
+        champion = client.get_model_version_by_alias(MODEL, "champion").version
+        compared.append(str(champion))
+        if str(champion) == "1":
+            client.set_registered_model_alias(MODEL, "champion", "3")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(compare, "paired_bootstrap", b_lands_meanwhile)
+    ids = [np.array([labels.index(x) for x in logged[k]]) for k in ("true", "predicted")]
+    got = registry.promote(registry.Challenger(
+        "category", a.run_id, logged["dataset_fingerprint"], 0.0, *ids, labels))
+    assert compared == ["1", "3"]
+    assert not got.champion_moved and "champion v3" in got.reason
+    assert str(client.get_model_version_by_alias(MODEL, "champion").version) == "3"
 
 
 # --- manset promote ----------------------------------------------------------------------------

@@ -61,16 +61,28 @@ def _macro_f1(w: np.ndarray, y: np.ndarray, pred: np.ndarray, classes: np.ndarra
 def paired_bootstrap(y: np.ndarray, challenger: np.ndarray, champion: np.ndarray,
                      resamples: int = RESAMPLES) -> Paired:
     """Compare two models' predictions (class ids) on the same rows with true labels y."""
-    y, challenger, champion = (np.asarray(a) for a in (y, challenger, champion))
-    if not len(y) == len(challenger) == len(champion) > 0:
-        raise ValueError(f"paired test: {len(y)} labels, {len(challenger)} and {len(champion)} "
-                         "predictions: the models must be scored on the same rows")
+    return paired_over_seeds(y, [challenger], [champion], resamples)
+
+
+def paired_over_seeds(y: np.ndarray, challengers: list[np.ndarray], champions: list[np.ndarray],
+                      resamples: int = RESAMPLES) -> Paired:
+    """The paired test of the mean over seeds: the i-th challenger and champion are one seed's
+    pair of models, every seed is scored on each resample of the same rows, and the statistic is
+    the mean of the seeds' macro-F1 deltas. It asks whether the mean gain holds up on other test
+    rows; the trained models are taken as they are, so it says nothing of other seeds."""
+    y, ours, theirs = np.asarray(y), [np.asarray(a) for a in challengers], \
+        [np.asarray(a) for a in champions]
+    if len(ours) != len(theirs) or not ours or any(
+            not len(y) == len(a) == len(b) > 0 for a, b in zip(ours, theirs, strict=True)):
+        raise ValueError(f"paired test: {len(y)} labels, predictions of "
+                         f"{[len(a) for a in ours]} and {[len(b) for b in theirs]} rows: the "
+                         "models must be scored on the same rows, in pairs")
     classes = np.unique(y)  # macro over the labels the rows have, as evaluation.evaluate does
     full = np.ones((1, len(y)), dtype=np.float32)
-    delta = float(_macro_f1(full, y, challenger, classes)[0] -
-                  _macro_f1(full, y, champion, classes)[0])
-    ours, theirs = _resampled(y, [challenger, champion], resamples)
-    deltas = ours - theirs
+    delta = float(np.mean([_macro_f1(full, y, a, classes)[0] - _macro_f1(full, y, b, classes)[0]
+                           for a, b in zip(ours, theirs, strict=True)]))
+    scores = _resampled(y, [*ours, *theirs], resamples)
+    deltas = scores[:len(ours)].mean(0) - scores[len(ours):].mean(0)
     low, high = np.percentile(deltas, [2.5, 97.5])
     return Paired(delta, float(low), float(high), float((deltas <= 0).mean()), len(y))
 
