@@ -50,39 +50,51 @@ def promote(c: Challenger) -> Registration:
         return _promote(c)
 
 
+ATTEMPTS = 3  # comparisons before giving up on an alias that other runs keep moving
+
+
 def _promote(c: Challenger) -> Registration:
     """Move the champion alias to this run's version only if it beats the champion on the same
-    test rows by more than chance (compare.paired_bootstrap). The champion's predictions are
-    its logged ones when it was tested on the same dataset, else it is re-scored through
-    c.predict; if neither is possible the alias stays. The decision is logged on the run."""
+    test rows by more than chance. Another run may move the alias while this one compares (the
+    comparison can re-score a model for minutes): the alias is read again before it is moved,
+    and a new champion is compared with afresh, so a run never replaces one it did not beat."""
     client = MlflowClient()
     name = model_name(c.task)
     version = _version_of_run(name, c.run_id)
     client.set_model_version_tag(name, version, "dataset_fingerprint", c.fingerprint)
     client.set_model_version_tag(name, version, "test_macro_f1", repr(c.macro_f1))
-    champion = _champion(name)
+    for _ in range(ATTEMPTS):
+        champion = _champion(name)
+        move, reason = _judge(c, champion)
+        now = _champion(name)
+        if not move or (now and now.version) == (champion and champion.version):
+            return _decided(c.run_id, name, version, move, reason)
+    return _decided(c.run_id, name, version, False,
+                    f"the champion changed {ATTEMPTS} times while this run compared with it")
+
+
+def _judge(c: Challenger, champion: ModelVersion | None) -> tuple[bool, str]:
+    """Whether the challenger beats this champion, and why. The champion's predictions are its
+    logged ones when it was tested on the same dataset, else it is re-scored through c.predict;
+    if neither is possible the alias stays. The paired test's figures are logged on the run."""
     if champion is None:
-        return _decided(c.run_id, name, version, True, "first version of the model")
+        return True, "first version of the model"
     try:
         theirs = _predictions(champion, c)
     except Exception as e:
-        return _decided(c.run_id, name, version, False,
-                        f"champion v{champion.version} could not be re-scored on this "
-                        f"dataset: {_cause(e)}")
+        return False, (f"champion v{champion.version} could not be re-scored on this dataset: "
+                       f"{_cause(e)}")
     if theirs is None:
-        return _decided(c.run_id, name, version, False,
-                        f"champion v{champion.version} was tested on another dataset")
+        return False, f"champion v{champion.version} was tested on another dataset"
     paired = compare.paired_bootstrap(c.y, c.pred, _ids(theirs, c.labels))
-    client.log_batch(c.run_id, metrics=[
+    MlflowClient().log_batch(c.run_id, metrics=[
         Metric(k, v, int(time.time() * 1000), 0) for k, v in (
             ("promotion_delta_macro_f1", paired.delta), ("promotion_delta_ci_low", paired.low),
             ("promotion_delta_ci_high", paired.high), ("promotion_p_value", paired.p_value))])
     if paired.significant:
-        return _decided(c.run_id, name, version, True,
-                        f"beats champion v{champion.version}: {paired.describe()}")
-    return _decided(c.run_id, name, version, False,
-                    f"not better than champion v{champion.version} by more than chance: "
-                    f"{paired.describe()}")
+        return True, f"beats champion v{champion.version}: {paired.describe()}"
+    return False, (f"not better than champion v{champion.version} by more than chance: "
+                   f"{paired.describe()}")
 
 
 def promote_by_hand(task: str, ref: str, force: bool, reason: str, who: str) -> Registration:
