@@ -60,7 +60,8 @@ def timed(root: Path, rows: int, repeats: int) -> dict:
     return {f: {"headlines_per_s": statistics.median(r), "passes": r} for f, r in rates.items()}
 
 
-def one(root: Path) -> dict:
+def one(root: Path) -> tuple[dict, np.ndarray, dict[str, np.ndarray]]:
+    """One seed's figures, with the test labels and each family's predicted class ids."""
     paths = Paths(root)
     dd, card = dataset.load(paths.built("category"))
     if not paths.bundle("category", "tfidf").is_dir():
@@ -68,8 +69,8 @@ def one(root: Path) -> dict:
     if _stale(paths):
         ensemble.train_ensemble(paths, "category")
     texts, y = list(dd["test"]["text"]), np.array(dd["test"]["label"])
-    out: dict = {"root": str(root), "dataset_fingerprint": card.fingerprint, "y": y}
-    preds = out["preds"] = {}
+    out: dict = {"root": str(root), "dataset_fingerprint": card.fingerprint}
+    preds = {}
     for family in FAMILIES:
         model = load(paths.bundle("category", family))
         preds[family] = model.predict_proba(texts).argmax(1)
@@ -83,7 +84,7 @@ def one(root: Path) -> dict:
         p = compare.paired_bootstrap(y, preds[a], preds[b])
         out[f"{a} vs {b}"] = {"delta": p.delta, "p_value": p.p_value, "low": p.low,
                               "high": p.high}
-    return out
+    return out, y, preds
 
 
 def main() -> None:
@@ -95,7 +96,7 @@ def main() -> None:
                          "headlines")
     ap.add_argument("--repeats", type=int, default=5)
     args = ap.parse_args()
-    rows = [one(r) for r in args.roots]
+    rows, ys, preds = zip(*(one(r) for r in args.roots), strict=True)
     speed = timed(args.roots[0], args.time, args.repeats) if args.time else {}
     for f, r in speed.items():
         print(f"{f:10s} {r['headlines_per_s']:9.1f} headlines/s (median of {args.repeats})")
@@ -111,8 +112,7 @@ def main() -> None:
         if key not in FAMILIES:
             summary[key]["p_values"] = [r[key]["p_value"] for r in rows]
     for a, b in PAIRS:  # the mean over seeds, tested on the same rows (compare.paired_over_seeds)
-        p = compare.paired_over_seeds(rows[0]["y"], [r["preds"][a] for r in rows],
-                                      [r["preds"][b] for r in rows])
+        p = compare.paired_over_seeds(ys[0], [s[a] for s in preds], [s[b] for s in preds])
         summary[f"{a} vs {b}"]["over_seeds"] = {"delta": p.delta, "p_value": p.p_value,
                                                 "low": p.low, "high": p.high}
     for key, s in summary.items():
@@ -120,8 +120,6 @@ def main() -> None:
             f"p={s['over_seeds']['p_value']:.4f}" if "p_values" in s else ""
         print(f"{key:20s} mean {s['mean']:+.4f} sd {s['sd']:.4f} "
               f"{' '.join(f'{v:.4f}' for v in s['per_seed'])}{extra}")
-    for r in rows:
-        del r["y"], r["preds"]
     write_text(args.out, json.dumps({"runs": rows, "summary": summary, "speed": speed},
                                     indent=1))
 

@@ -80,8 +80,7 @@ class UsedRows(torch.nn.Module):
     the full vocabulary, which is what gets saved and exported."""
 
     full: torch.Tensor  # buffers, declared for the type checker
-    rows: torch.Tensor
-    index: torch.Tensor
+    index: torch.Tensor  # token id → its row in weight, -1 for the fixed ones
 
     def __init__(self, full: torch.nn.Embedding, rows: torch.Tensor) -> None:
         super().__init__()
@@ -92,7 +91,6 @@ class UsedRows(torch.nn.Module):
         # buffers move with the model to its device; not persistent: a checkpoint keeps only the
         # trained rows, and the fixed ones come from the pretrained model again on --resume
         self.register_buffer("full", full.weight.detach(), persistent=False)
-        self.register_buffer("rows", rows, persistent=False)
         self.register_buffer("index", index, persistent=False)
         self.weight = torch.nn.Parameter(full.weight.detach()[rows].clone())
 
@@ -103,8 +101,8 @@ class UsedRows(torch.nn.Module):
         return torch.where((at >= 0).unsqueeze(-1), used, fixed)
 
     def merged(self) -> torch.nn.Embedding:
-        weight = self.full.clone()
-        weight[self.rows] = self.weight.detach()
+        weight, used = self.full.clone(), self.index >= 0
+        weight[used] = self.weight.detach()[self.index[used]]
         return torch.nn.Embedding.from_pretrained(weight, freeze=False,
                                                   padding_idx=self.padding_idx)
 

@@ -63,12 +63,13 @@ def _promote(c: Challenger) -> Registration:
     version = _version_of_run(name, c.run_id)
     client.set_model_version_tag(name, version, "dataset_fingerprint", c.fingerprint)
     client.set_model_version_tag(name, version, "test_macro_f1", repr(c.macro_f1))
+    champion = _champion(name)
     for _ in range(ATTEMPTS):
-        champion = _champion(name)
         move, reason = _judge(c, champion)
         now = _champion(name)
         if not move or (now and now.version) == (champion and champion.version):
             return _decided(c.run_id, name, version, move, reason)
+        champion = now  # another run moved the alias meanwhile: compare with its version
     return _decided(c.run_id, name, version, False,
                     f"the champion changed {ATTEMPTS} times while this run compared with it")
 
