@@ -114,8 +114,16 @@ def test_a_killed_run_resumes_from_its_last_complete_checkpoint(
     changed = bert.BertTrainConfig(model=str(tiny_model), max_steps=12, batch_size=8)
     with pytest.raises(ProjectError, match="other settings \\(batch_size\\)"):
         bert.train_bert(paths, "category", changed, resume=True)
-    first = _FirstStep()
     cfg = bert.BertTrainConfig(model=str(tiny_model), max_steps=12, batch_size=16)
+    # checkpoints from before the used-rows embeddings carry no format in their stamp
+    stamp_file = ckpt / bert.STAMP_FILE
+    kept = stamp_file.read_text()
+    stamp_file.write_text(json.dumps({k: v for k, v in json.loads(kept).items()
+                                      if k != "format"}))
+    with pytest.raises(ProjectError, match="another manset version \\(format 1"):
+        bert.train_bert(paths, "category", cfg, resume=True)
+    stamp_file.write_text(kept)
+    first = _FirstStep()
     result = bert.train_bert(paths, "category", cfg, resume=True, callbacks=[first])
     assert first.first == 6  # continued from the complete checkpoint-6, not from 0 or 9
     client = tracking_client(project)

@@ -44,6 +44,9 @@ from training.pipeline import Finished, Trained, TrainResult, finish_run
 from training.project import Paths, ProjectError
 
 STAMP_FILE = "manset_run.json"  # beside the checkpoints: the settings and data they belong to
+# The checkpoints' layout, in the stamp: 2 since the embeddings train only their used rows
+# (heads.UsedRows), which an older checkpoint's full embedding matrix does not fit.
+CHECKPOINT_FORMAT = 2
 T = TypeVar("T")
 
 
@@ -196,6 +199,10 @@ def _checkpoint(folder: Path, stamp: dict, resume: bool,
         if last is None:
             raise ProjectError(f"{folder}: no checkpoint to resume from; train without --resume")
         saved = json.loads((folder / STAMP_FILE).read_text())
+        if saved.get("format", 1) != stamp["format"]:
+            raise ProjectError(f"{folder}: the checkpoints were written by another manset "
+                               f"version (format {saved.get('format', 1)}, this one reads "
+                               f"{stamp['format']}); train without --resume")
         changed = sorted(k for k in {**saved["config"], **stamp["config"]}
                          if saved["config"].get(k) != stamp["config"].get(k))
         if saved["dataset_fingerprint"] != stamp["dataset_fingerprint"]:
@@ -263,7 +270,8 @@ def train_bert(paths: Paths, task: str, cfg: BertTrainConfig, resume: bool = Fal
     lengths = np.array([len(x) for x in tokenizer(list(dd["train"]["text"]))["input_ids"]])
     max_length = cfg.max_length or choose_max_length(lengths, cfg.max_length_cap)
     folder = checkpoint_dir(paths, task)
-    stamp = {"config": cfg.params(), "dataset_fingerprint": card.fingerprint}
+    stamp = {"format": CHECKPOINT_FORMAT, "config": cfg.params(),
+             "dataset_fingerprint": card.fingerprint}
     last, interrupted_run = _checkpoint(folder, stamp, resume, state)
     set_seed(cfg.seed)  # the classifier head's initial weights
     model = from_pretrained(
