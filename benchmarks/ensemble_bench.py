@@ -81,10 +81,12 @@ def one(root: Path) -> tuple[dict, np.ndarray, dict[str, np.ndarray]]:
     out["bert_weight"] = json.loads((paths.bundle("category", "ensemble") / "config.json")
                                     .read_text())["members"]["bert"]
     for a, b in PAIRS:
-        p = compare.paired_bootstrap(y, preds[a], preds[b])
-        out[f"{a} vs {b}"] = {"delta": p.delta, "p_value": p.p_value, "low": p.low,
-                              "high": p.high}
+        out[f"{a} vs {b}"] = figures(compare.paired_bootstrap(y, preds[a], preds[b]))
     return out, y, preds
+
+
+def figures(p: compare.Paired) -> dict[str, float]:
+    return {"delta": p.delta, "p_value": p.p_value, "low": p.low, "high": p.high}
 
 
 def main() -> None:
@@ -112,9 +114,8 @@ def main() -> None:
         if key not in FAMILIES:
             summary[key]["p_values"] = [r[key]["p_value"] for r in rows]
     for a, b in PAIRS:  # the mean over seeds, tested on the same rows (compare.paired_over_seeds)
-        p = compare.paired_over_seeds(ys[0], [s[a] for s in preds], [s[b] for s in preds])
-        summary[f"{a} vs {b}"]["over_seeds"] = {"delta": p.delta, "p_value": p.p_value,
-                                                "low": p.low, "high": p.high}
+        summary[f"{a} vs {b}"]["over_seeds"] = figures(
+            compare.paired_over_seeds(ys[0], [s[a] for s in preds], [s[b] for s in preds]))
     for key, s in summary.items():
         extra = f"  p={' '.join(f'{p:.3f}' for p in s['p_values'])}, mean over seeds " \
             f"p={s['over_seeds']['p_value']:.4f}" if "p_values" in s else ""

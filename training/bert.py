@@ -199,9 +199,9 @@ def _checkpoint(folder: Path, stamp: dict, resume: bool,
         if last is None:
             raise ProjectError(f"{folder}: no checkpoint to resume from; train without --resume")
         saved = json.loads((folder / STAMP_FILE).read_text())
-        if saved.get("format", 1) != stamp["format"]:
+        if (written := saved.get("format", 1)) != stamp["format"]:
             raise ProjectError(f"{folder}: the checkpoints were written by another manset "
-                               f"version (format {saved.get('format', 1)}, this one reads "
+                               f"version (format {written}, this one reads "
                                f"{stamp['format']}); train without --resume")
         changed = sorted(k for k in {**saved["config"], **stamp["config"]}
                          if saved["config"].get(k) != stamp["config"].get(k))
