@@ -14,7 +14,6 @@ import sys
 from pathlib import Path
 
 import mlflow
-import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -47,9 +46,8 @@ def main() -> int:
         if any(p["true"] != truth for p in a + b):
             raise SystemExit(f"{family}: the projects were tested on different rows")
         labels = sorted(set(truth))
-        ids = {lb: i for i, lb in enumerate(labels)}
-        y = np.array([ids[t] for t in truth])
-        ours, theirs = ([np.array([ids.get(p, -1) for p in run["predicted"]]) for run in side]
+        y = compare.class_ids(truth, labels)
+        ours, theirs = ([compare.class_ids(run["predicted"], labels) for run in side]
                         for side in (a, b))
         for root, x, z in zip(args.a, ours, theirs, strict=True):
             print(f"{family} {root}: A - B {compare.paired_bootstrap(y, x, z).describe()}")

@@ -13,6 +13,7 @@ Writes benchmarks/out/topic.json.
 """
 
 import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -25,7 +26,7 @@ sys.path.insert(0, str(ROOT))
 
 from manset_serving import load  # noqa: E402
 
-from training import baseline, dataset, tasks  # noqa: E402
+from training import baseline, compare, dataset, tasks  # noqa: E402
 from training.files import write_text  # noqa: E402
 from training.text import dedup_key  # noqa: E402
 
@@ -42,20 +43,6 @@ def scores(y: np.ndarray, pred: np.ndarray, mask: np.ndarray) -> dict[str, float
     return {"macro_f1": macro_f1(y, pred), "accuracy": float(accuracy_score(y, pred)),
             "catchall_macro_f1": macro_f1(y[mask], pred[mask]),
             "catchall_accuracy": float(accuracy_score(y[mask], pred[mask]))}
-
-
-def paired_bootstrap(y: np.ndarray, a: np.ndarray, b: np.ndarray, rounds: int = 2000,
-                     seed: int = 0) -> dict[str, float]:
-    """Macro-F1(a) - macro-F1(b) on resamples of the same rows: mean, 95% interval, and the
-    share of resamples where a is not better (a one-sided p-value)."""
-    rng = np.random.default_rng(seed)
-    diffs = []
-    for _ in range(rounds):
-        i = rng.integers(0, len(y), len(y))
-        diffs.append(macro_f1(y[i], a[i]) - macro_f1(y[i], b[i]))
-    d = np.array(diffs)
-    return {"mean": float(d.mean()), "low": float(np.percentile(d, 2.5)),
-            "high": float(np.percentile(d, 97.5)), "p": float((d <= 0).mean())}
 
 
 def mapping_baseline(root: Path, topic: dataset.DatasetDict, names: list[str]) -> np.ndarray:
@@ -112,9 +99,9 @@ def main() -> int:
                   ("bert bundle", tfidf, "tfidf")]
     for name, peer, short in pairs:
         a, b = preds[name], preds[peer]
-        results["models"][name][f"vs_{short}_overall"] = paired_bootstrap(y, a, b)
-        results["models"][name][f"vs_{short}_catchall"] = paired_bootstrap(y[mask], a[mask],
-                                                                          b[mask])
+        for key, rows in ((f"vs_{short}_overall", slice(None)), (f"vs_{short}_catchall", mask)):
+            paired = compare.paired_bootstrap(y[rows], a[rows], b[rows])
+            results["models"][name][key] = dataclasses.asdict(paired)
     out = ROOT / "benchmarks" / "out" / "topic.json"
     write_text(out, json.dumps(results, indent=1))
     print(f"{len(y)} gold test rows ({int(mask.sum())} in catch-all sections); "
@@ -126,9 +113,7 @@ def main() -> int:
               f"{m['catchall_macro_f1']:.4f} | {m['catchall_accuracy']:.4f} |")
     for name, m in results["models"].items():
         for key in [k for k in m if k.startswith("vs_")]:
-            b = m[key]
-            print(f"{name} {key}: {b['mean']:+.4f} macro-F1 "
-                  f"[{b['low']:+.4f}, {b['high']:+.4f}], p={b['p']:.4f}")
+            print(f"{name} {key}: {compare.Paired(**m[key]).describe()}")
     return 0
 
 

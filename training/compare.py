@@ -87,6 +87,12 @@ def paired_over_seeds(y: np.ndarray, challengers: list[np.ndarray], champions: l
     return Paired(delta, float(low), float(high), float((deltas <= 0).mean()), len(y))
 
 
+def class_ids(names: list[str], labels: list[str]) -> np.ndarray:
+    """Label names → class ids in `labels`; a name the labels lack counts as wrong (-1)."""
+    index = {lb: i for i, lb in enumerate(labels)}
+    return np.array([index.get(name, -1) for name in names])
+
+
 def macro_f1_interval(y: np.ndarray, pred: np.ndarray, resamples: int = RESAMPLES
                       ) -> tuple[float, float]:
     """The 95% bootstrap interval of one model's macro-F1 on these rows."""

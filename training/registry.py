@@ -87,7 +87,7 @@ def _judge(c: Challenger, champion: ModelVersion | None) -> tuple[bool, str]:
                        f"{_cause(e)}")
     if theirs is None:
         return False, f"champion v{champion.version} was tested on another dataset"
-    paired = compare.paired_bootstrap(c.y, c.pred, _ids(theirs, c.labels))
+    paired = compare.paired_bootstrap(c.y, c.pred, compare.class_ids(theirs, c.labels))
     MlflowClient().log_batch(c.run_id, metrics=[
         Metric(k, v, int(time.time() * 1000), 0) for k, v in (
             ("promotion_delta_macro_f1", paired.delta), ("promotion_delta_ci_low", paired.low),
@@ -124,8 +124,9 @@ def _promote_by_hand(task: str, ref: str, force: bool, reason: str, who: str) ->
                 "rows and do not compare; retrain it on the current dataset, or pass --force")
         a, b = (_logged_predictions(v) for v in (chosen, champion))
         labels = sorted(set(a["true"]))
-        paired = compare.paired_bootstrap(_ids(a["true"], labels), _ids(a["predicted"], labels),
-                                          _ids(b["predicted"], labels))
+        y, chosen_pred, champion_pred = (compare.class_ids(names, labels) for names in
+                                         (a["true"], a["predicted"], b["predicted"]))
+        paired = compare.paired_bootstrap(y, chosen_pred, champion_pred)
         if not paired.significant:
             raise ProjectError(f"{name} v{version} is not better than champion "
                                f"v{champion.version} by more than chance: {paired.describe()}; "
@@ -210,12 +211,6 @@ def _predictions(champion: ModelVersion, c: Challenger) -> list[str] | None:
     if c.predict is None:
         return None
     return c.predict(f"models:/{model_name(c.task)}/{champion.version}")
-
-
-def _ids(predicted: list[str], labels: list[str]) -> np.ndarray:
-    """Label names → class ids; a label this dataset does not have counts as wrong (-1)."""
-    index = {lb: i for i, lb in enumerate(labels)}
-    return np.array([index.get(lb, -1) for lb in predicted])
 
 
 def download_champion(task: str, dst: Path) -> tuple[Path, str, str]:
