@@ -3,10 +3,13 @@ ONNX fp32: each graph and torch timed in turns (so a busy spell on a shared mach
 alike), median of the passes, then one-headline latency.
 
     .venv/bin/python benchmarks/int8_bench.py benchmarks/out/bert-mean-s13/root --repeats 5
+    # only some graphs (beside torch, ONNX fp32 and the shipped one), few timing passes:
+    .venv/bin/python benchmarks/int8_bench.py ROOT --rows 300 --repeats 1 \
+        --only "shipped, feed-forward output products kept fp32"
 
 ROOT is a project holding a trained bundle (models/category/bert) and its dataset (data/build/
 category), e.g. bert_bench.py's scratch project. Graphs go to benchmarks/out/int8/; results to
-benchmarks/out/int8.json.
+benchmarks/out/int8.json (--out).
 """
 
 import argparse
@@ -44,34 +47,72 @@ def _classifier_nodes(fp32: Path) -> list[str]:
     return [node.name]
 
 
-def graphs(fp32: Path, out: Path, config: Any) -> dict[str, tuple[Path, list[str]]]:
-    """name -> (int8 file, runtime optimizers to turn off). The shipped graph comes from
-    bert_export.quantize itself, the variants from the same function with other options."""
+SHIPPED = "attention fusion only, per-channel weights (shipped)"
+
+
+def _layer_nodes(fp32: Path, keep: Any) -> list[str]:
+    """The weight products (MatMul) of the graph whose names `keep` accepts."""
+    import onnx
+
+    graph = onnx.load(str(fp32), load_external_data=False).graph
+    return [n.name for n in graph.node if n.op_type == "MatMul" and keep(n.name)]
+
+
+def _ffn_output(name: str) -> bool:
+    """Each layer's feed-forward output product (intermediate -> hidden): its input is the
+    GELU's output, the widest-ranged activation in the layer."""
+    return "/output/dense/" in name and "/attention/" not in name
+
+
+def graphs(fp32: Path, out: Path, config: Any, only: list[str] | None = None
+           ) -> dict[str, tuple[Path, list[str]]]:
+    """name -> (int8 file, runtime optimizers to turn off), for the graphs named in `only` (all
+    when None). The shipped graph comes from bert_export.quantize itself, the variants from the
+    same function with other options."""
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
     from onnxruntime.transformers.optimizer import optimize_model
 
-    out.mkdir(parents=True, exist_ok=True)
-    shipped, every_fusion, plain = out / "shipped.onnx", out / "all.onnx", out / "plain.onnx"
-    per_tensor, kept_fp32 = out / "per_tensor.onnx", out / "kept_fp32.onnx"
-    bert_export.quantize(fp32, shipped, config)
-    bert_export.quantize(fp32, per_tensor, config, per_channel=False)
-    bert_export.quantize(fp32, kept_fp32, config, op_types_to_quantize=["MatMul", "Attention"],
-                         nodes_to_exclude=_classifier_nodes(fp32))
-    fused = out / "all.fp32.onnx"
-    optimize_model(str(fp32), model_type="bert", num_heads=config.num_attention_heads,
-                   hidden_size=config.hidden_size).save_model_to_file(str(fused))
-    quantize_dynamic(str(fused), str(every_fusion), weight_type=QuantType.QInt8,
-                     extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
-    quantize_dynamic(str(fp32), str(plain), weight_type=QuantType.QInt8,
-                     extra_options={"MatMulConstBOnly": True})
+    def every_fusion(path: Path) -> None:
+        fused = out / "all.fp32.onnx"
+        optimize_model(str(fp32), model_type="bert", num_heads=config.num_attention_heads,
+                       hidden_size=config.hidden_size).save_model_to_file(str(fused))
+        quantize_dynamic(str(fused), str(path), weight_type=QuantType.QInt8,
+                         extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
+
+    last = f"layer.{config.num_hidden_layers - 1}/"
     off = ["SkipLayerNormFusion"]
-    return {"plain graph, MatMulConstBOnly": (plain, []),
-            "all fusions": (every_fusion, []),
-            "attention fusion only, runtime SkipLayerNormFusion on": (shipped, []),
-            "attention fusion only, per-channel weights (shipped)": (shipped, off),
-            "shipped with one scale per tensor (shipped before)": (per_tensor, off),
-            "shipped, embeddings and classifier kept fp32": (kept_fp32, off)}
+    made: dict[str, tuple[str, Any, list[str]]] = {  # name -> (file, how to make it, off)
+        "plain graph, MatMulConstBOnly": ("plain.onnx", lambda path: quantize_dynamic(
+            str(fp32), str(path), weight_type=QuantType.QInt8,
+            extra_options={"MatMulConstBOnly": True}), []),
+        "all fusions": ("all.onnx", every_fusion, []),
+        "attention fusion only, runtime SkipLayerNormFusion on": (
+            "shipped.onnx", lambda path: bert_export.quantize(fp32, path, config), []),
+        SHIPPED: (
+            "shipped.onnx", lambda path: bert_export.quantize(fp32, path, config), off),
+        "shipped with one scale per tensor (shipped before)": (
+            "per_tensor.onnx", lambda path: bert_export.quantize(fp32, path, config,
+                                                                 per_channel=False), off),
+        "shipped, embeddings and classifier kept fp32": (
+            "kept_fp32.onnx", lambda path: bert_export.quantize(
+                fp32, path, config, op_types_to_quantize=["MatMul", "Attention"],
+                nodes_to_exclude=_classifier_nodes(fp32)), off),
+        "shipped, feed-forward output products kept fp32": (
+            "ffn_out_fp32.onnx", lambda path: bert_export.quantize(
+                fp32, path, config, nodes_to_exclude=_layer_nodes(fp32, _ffn_output)), off),
+        "shipped, last layer's dense products kept fp32": (
+            "last_fp32.onnx", lambda path: bert_export.quantize(
+                fp32, path, config, nodes_to_exclude=_layer_nodes(
+                    fp32, lambda name: last in name)), off)}
+    out.mkdir(parents=True, exist_ok=True)
+    files: dict[str, tuple[Path, list[str]]] = {}
+    for name, (file, make, runtime_off) in made.items():
+        if only is None or name in only:
+            if out / file not in {path for path, _ in files.values()}:  # shipped.onnx serves two
+                make(out / file)
+            files[name] = (out / file, runtime_off)
+    return files
 
 
 def _session(path: Path, threads: int, off: list[str], batch_one: bool = False) -> Any:
@@ -96,6 +137,10 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--singles", type=int, default=200, help="headlines timed one at a time")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--only", nargs="+", default=None, metavar="GRAPH",
+                    help="time only these int8 graphs (names as printed), beside torch, ONNX "
+                         "fp32 and the shipped graph")
+    ap.add_argument("--out", type=Path, default=HERE / "benchmarks" / "out" / "int8.json")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     bundle = args.root / "models" / "category" / "bert"
@@ -113,11 +158,12 @@ def main() -> None:
         "fp32 (model.onnx)": OnnxPredictor(labels, session(bundle / "model.onnx", args.threads),
                                            tokenizer).predict_proba}
     files = graphs(bundle / "model.onnx", HERE / "benchmarks" / "out" / "int8",
-                   AutoConfig.from_pretrained(bundle / "hf"))
+                   AutoConfig.from_pretrained(bundle / "hf"),
+                   None if args.only is None else [SHIPPED, *args.only])
     for name, (path, off) in files.items():
         scorers[name] = OnnxPredictor(labels, _session(path, args.threads, off),
                                       tokenizer).predict_proba
-    shipped, off = files["attention fusion only, per-channel weights (shipped)"]
+    shipped, off = files[SHIPPED]
     batch_one = OnnxPredictor(labels, _session(shipped, args.threads, off, batch_one=True),
                               tokenizer).predict_proba
     rates: dict[str, list[float]] = {name: [] for name in scorers}
@@ -149,7 +195,7 @@ def main() -> None:
     results["shipped, batch axis fixed at 1"] = {
         "latency_p50_ms": latency["shipped, batch axis fixed at 1"]}
     print(f"shipped, batch axis fixed at 1: p50 {latency['shipped, batch axis fixed at 1']:.1f} ms")
-    write_text(HERE / "benchmarks" / "out" / "int8.json", json.dumps(
+    write_text(args.out, json.dumps(
         {"root": str(args.root), "rows": args.rows, "repeats": args.repeats,
          "threads": args.threads, "results": results}, indent=1))
 
