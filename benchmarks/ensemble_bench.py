@@ -11,6 +11,7 @@ run), and with --time ROWS the three bundles of the first project timed in turns
 """
 
 import argparse
+import dataclasses
 import json
 import statistics
 import sys
@@ -81,12 +82,8 @@ def one(root: Path) -> tuple[dict, np.ndarray, dict[str, np.ndarray]]:
     out["bert_weight"] = json.loads((paths.bundle("category", "ensemble") / "config.json")
                                     .read_text())["members"]["bert"]
     for a, b in PAIRS:
-        out[f"{a} vs {b}"] = figures(compare.paired_bootstrap(y, preds[a], preds[b]))
+        out[f"{a} vs {b}"] = dataclasses.asdict(compare.paired_bootstrap(y, preds[a], preds[b]))
     return out, y, preds
-
-
-def figures(p: compare.Paired) -> dict[str, float]:
-    return {"delta": p.delta, "p_value": p.p_value, "low": p.low, "high": p.high}
 
 
 def main() -> None:
@@ -114,7 +111,7 @@ def main() -> None:
         if key not in FAMILIES:
             summary[key]["p_values"] = [r[key]["p_value"] for r in rows]
     for a, b in PAIRS:  # the mean over seeds, tested on the same rows (compare.paired_over_seeds)
-        summary[f"{a} vs {b}"]["over_seeds"] = figures(
+        summary[f"{a} vs {b}"]["over_seeds"] = dataclasses.asdict(
             compare.paired_over_seeds(ys[0], [s[a] for s in preds], [s[b] for s in preds]))
     for key, s in summary.items():
         extra = f"  p={' '.join(f'{p:.3f}' for p in s['p_values'])}, mean over seeds " \
