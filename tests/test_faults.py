@@ -2,17 +2,21 @@
 process. One clear line, nothing half-done left behind, and the next command tidies up."""
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import textwrap
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, verify
+from conftest import ROOT, STEPS, verify
 from mlflow import MlflowClient
 
 from training.cli import main
+from training.files import ensure_free
 
 
 def _client(project: Path) -> MlflowClient:
@@ -186,4 +190,49 @@ def test_a_read_only_store_names_the_real_cause(trained: Path, capsys, monkeypat
     err = capsys.readouterr().err
     assert "Traceback" not in err and "autoflush" not in err
     assert "attempt to write a readonly database" in err.strip().splitlines()[-1]
+    assert verify(trained / "models" / "category" / "champion") == champion
+
+
+@contextmanager
+def small_fs(folder: Path) -> Iterator[Path]:
+    """`folder` as a real 1 MB file system (tmpfs) while the block runs; the test is skipped
+    where mounting is not allowed (CI runs as root)."""
+    folder.mkdir(exist_ok=True)
+    if shutil.which("mount") is None or subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(folder)],
+            capture_output=True).returncode:
+        pytest.skip("mounting a tmpfs needs root")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", "--lazy", str(folder)], check=True)
+
+
+def test_free_space_is_summed_per_file_system(tmp_path: Path) -> None:
+    """Two folders on a 1 MB file system need 600 KB each: either alone fits, both do not,
+    and the error names the first folder; a folder elsewhere does not count against it."""
+    with small_fs(tmp_path / "small") as small:
+        a, b = small / "a", small / "b" / "deeper"  # neither exists yet
+        ensure_free({a: 600_000, tmp_path: 600_000})
+        ensure_free({b: 600_000})
+        with pytest.raises(OSError, match=f"{a}: not enough free space: this needs about 1 MB"):
+            ensure_free({a: 600_000, b: 600_000})
+
+
+def test_a_bert_run_without_disk_room_stops_before_training(
+        trained: Path, tiny_model: Path, capsys, monkeypatch) -> None:
+    """Checkpoints on the 1 MB file system: the tiny BERT's two checkpoints and export need
+    about 6 MB there. The run stops before its first step with one line naming the folder, opens
+    no MLflow run and leaves the served model as it was (rather than failing at export with
+    protobuf's "Wire format was corrupt", as a full disk once did)."""
+    champion = verify(trained / "models" / "category" / "champion")
+    runs = len(_runs(trained))
+    with small_fs(trained / "checkpoints") as small:
+        assert main(["train", "bert", "--root", str(trained), "--model", str(tiny_model),
+                     *STEPS]) == 1
+    err = capsys.readouterr().err  # transformers' load report, then manset's one line
+    assert "Traceback" not in err
+    assert err.strip().splitlines()[-1].startswith(
+        f"manset: error: [Errno 28] {small / 'category' / 'bert'}: not enough free space")
+    assert len(_runs(trained)) == runs
     assert verify(trained / "models" / "category" / "champion") == champion

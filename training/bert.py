@@ -39,7 +39,7 @@ from transformers import (
 from training import bert_export, dataset, heads, options, tracking
 from training.configs import DEFAULT_MODEL, BertTrainConfig  # noqa: F401 (re-exported)
 from training.e5 import E5_NAME
-from training.files import write_text
+from training.files import ensure_free, write_text
 from training.pipeline import Finished, Trained, TrainResult, finish_run
 from training.project import Paths, ProjectError
 
@@ -278,6 +278,9 @@ def train_bert(paths: Paths, task: str, cfg: BertTrainConfig, resume: bool = Fal
         cfg.model, source, functools.partial(heads.load, pooling=cfg.pooling),
         num_labels=len(labels), id2label=dict(enumerate(labels)),
         label2id={lb: i for i, lb in enumerate(labels)})
+    # two checkpoints (the best and the last) are still there while the export writes; a resumed
+    # run has them already, and needs room for a third while the Trainer saves
+    ensure_free(bert_export.disk_needs(model, folder, checkpoints=1 if last else 2))
     y_train = np.array(dd["train"]["label"])
     tokenized = _tokenized(dd, tokenizer, max_length)
     if cfg.freeze_embeddings:

@@ -6,6 +6,7 @@ figures go into the run's config and metrics before finish_run writes and logs t
 
 import copy
 import shutil
+import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +26,7 @@ from manset_serving.onnx import (
 from sklearn.metrics import f1_score
 
 from training import evaluation, export
-from training.files import link_or_copy
+from training.files import ensure_free, link_or_copy
 
 OPSET = 17  # LayerNormalization is a single op from 17; every onnxruntime since 1.14 runs it
 INT8_TOLERANCE = 0.005  # the int8 model may lose at most 0.5 point test macro-F1 (DESIGN.md)
@@ -111,11 +112,21 @@ def save_tokenizer(tokenizer: object, max_length: int, path: Path) -> None:
     backend.save(str(path))
 
 
+def disk_needs(model: torch.nn.Module, work: Path, checkpoints: int = 0) -> dict[Path, int]:
+    """The bytes free that the export needs, with `checkpoints` of the Trainer's beside it in
+    `work`'s file system (each the fp32 weights and AdamW's two moments). The export writes hf/,
+    model.onnx, the attention-fused graph, its shape-inferred copy and int8 in `work`, and
+    quantize_dynamic writes a copy of the graph and its shape-inferred copy in the temp folder."""
+    weights = 4 * sum(p.numel() for p in model.parameters())
+    return {work: (5 + 3 * checkpoints) * weights, Path(tempfile.gettempdir()): 2 * weights}
+
+
 def prepare(model: torch.nn.Module, tokenizer: object, max_length: int, work: Path,
             texts: list[str], y: np.ndarray, labels: list[str]) -> Prepared:
     """Write the bundle's model files into `work` and decide on int8 from the test split."""
     if work.exists():
         shutil.rmtree(work)
+    ensure_free(disk_needs(model, work))
     (work / "hf").mkdir(parents=True)
     model.save_pretrained(work / "hf")  # type: ignore[operator]
     tokenizer.save_pretrained(work / "hf")  # type: ignore[attr-defined]

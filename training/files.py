@@ -1,10 +1,11 @@
 """Atomic writes: a reader sees the old file or folder or the new one, never half of one."""
 
+import errno
 import os
 import re
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -60,6 +61,23 @@ def link_or_copy(src: str | Path, dst: str | Path) -> None:
         os.link(src, dst)
     except OSError:
         shutil.copy2(src, dst)
+
+
+def ensure_free(needs: Mapping[Path, int]) -> None:
+    """Fail up front, naming the folder, when a file system has less free space than the folders
+    on it need (bytes, summed per file system). On a full disk some writers fail far from the
+    cause: onnx's shape inference (in C++) leaves a truncated graph, which protobuf then reports
+    as "Wire format was corrupt" in the middle of the int8 export."""
+    by_device: dict[int, tuple[Path, int, int]] = {}  # device -> (first folder, need, free)
+    for folder, need in needs.items():
+        existing = next(p for p in (folder, *folder.parents) if p.exists())
+        device = existing.stat().st_dev
+        first, total, free = by_device.get(device, (folder, 0, shutil.disk_usage(existing).free))
+        by_device[device] = (first, total + need, free)
+    for folder, need, free in by_device.values():
+        if free < need:
+            raise OSError(errno.ENOSPC, f"{folder}: not enough free space: this needs about "
+                          f"{need / 2**20:,.0f} MB, the file system has {free / 2**20:,.0f} MB")
 
 
 def write_text(path: Path, text: str) -> None:
