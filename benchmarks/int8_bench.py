@@ -7,6 +7,8 @@ alike), median of the passes, then one-headline latency.
     .venv/bin/python benchmarks/int8_bench.py ROOT --rows 300 --repeats 1 \
         --only "shipped, feed-forward output products kept fp32"
 
+--split validation scores (and times) the validation split instead of test.
+
 ROOT is a project holding a trained bundle (models/category/bert) and its dataset (data/build/
 category), e.g. bert_bench.py's scratch project. Graphs go to benchmarks/out/int8/; results to
 benchmarks/out/int8.json (--out).
@@ -140,13 +142,15 @@ def main() -> None:
     ap.add_argument("--only", nargs="+", default=None, metavar="GRAPH",
                     help="time only these int8 graphs (names as printed), beside torch, ONNX "
                          "fp32 and the shipped graph")
+    ap.add_argument("--split", choices=("test", "validation"), default="test",
+                    help="the headlines timed and scored")
     ap.add_argument("--out", type=Path, default=HERE / "benchmarks" / "out" / "int8.json")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     bundle = args.root / "models" / "category" / "bert"
     dd, _ = dataset.load(args.root / "data" / "build" / "category")
     labels = dd["train"].features["label"].names
-    texts, y = list(dd["test"]["text"]), np.array(dd["test"]["label"])
+    texts, y = list(dd[args.split]["text"]), np.array(dd[args.split]["label"])
     tokenizer = Tokenizer.from_file(str(bundle / "tokenizer.json"))
     max_length = json.loads((bundle / "config.json").read_text())["max_length"]
     model = heads.load(bundle / "hf").eval()
@@ -182,21 +186,21 @@ def main() -> None:
         latency[name] = float(np.median(times))
     results = {}
     for name, fn in scorers.items():
-        pred = fn(texts).argmax(1)  # the whole test split
+        pred = fn(texts).argmax(1)  # the whole split
         median = statistics.median(rates[name])
+        score = f1_score(y, pred, labels=list(range(len(labels))), average="macro")
         results[name] = {"headlines_per_s": median, "passes": rates[name],
                          "vs_torch": median / statistics.median(rates["torch fp32"]),
                          "latency_p50_ms": latency[name],
-                         "test_macro_f1": f1_score(y, pred, labels=list(range(len(labels))),
-                                                   average="macro")}
+                         f"{args.split}_macro_f1": score}
         r = results[name]
         print(f"{name:54s} {median:7.1f}/s {r['vs_torch']:5.2f}x  p50 {latency[name]:6.1f} ms  "
-              f"macro-F1 {r['test_macro_f1']:.4f}", flush=True)
+              f"{args.split} macro-F1 {score:.4f}", flush=True)
     results["shipped, batch axis fixed at 1"] = {
         "latency_p50_ms": latency["shipped, batch axis fixed at 1"]}
     print(f"shipped, batch axis fixed at 1: p50 {latency['shipped, batch axis fixed at 1']:.1f} ms")
     write_text(args.out, json.dumps(
-        {"root": str(args.root), "rows": args.rows, "repeats": args.repeats,
+        {"root": str(args.root), "split": args.split, "rows": args.rows, "repeats": args.repeats,
          "threads": args.threads, "results": results}, indent=1))
 
 
