@@ -4,12 +4,14 @@ on the catch-all sections, with a paired bootstrap of the macro-F1 difference.
 
     .venv/bin/manset import && .venv/bin/manset build --task category && \\
         .venv/bin/manset build --task topic
-    .venv/bin/python benchmarks/topic_bench.py [--bert-bundle models/topic/bert]
+    .venv/bin/python benchmarks/topic_bench.py [--bundle models/topic/bert ...] [--out FILE]
 
 - The category model is the TF-IDF baseline trained on the category training split less every
   headline in the topic validation or test split, so it has not seen the rows it is scored on.
 - The TF-IDF topic model's gold-row weight is chosen on the topic validation split, never on test.
-Writes benchmarks/out/topic.json.
+- Bundles given with --bundle (BERT or ensemble, one per seed) are each tested against TF-IDF
+  and the baseline, and so is their mean (compare.paired_over_seeds).
+Writes benchmarks/out/topic.json (--out).
 """
 
 import argparse
@@ -63,7 +65,9 @@ def mapping_baseline(root: Path, topic: dataset.DatasetDict, names: list[str]) -
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--root", type=Path, default=ROOT)
-    ap.add_argument("--bert-bundle", type=Path, help="Also score this topic bundle.")
+    ap.add_argument("--bundle", type=Path, nargs="+", default=[],
+                    help="Also score these topic bundles (one per seed).")
+    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "out" / "topic.json")
     args = ap.parse_args()
     dd, card = dataset.load(args.root / "data" / "build" / "topic")
     names = dd["train"].features["label"].names
@@ -88,22 +92,27 @@ def main() -> int:
     results["validation_macro_f1_by_gold_weight"] = validation
     best = max(validation, key=lambda w: validation[w])
     results["chosen_gold_weight"] = best
-    if args.bert_bundle:
-        preds["bert bundle"] = load(args.bert_bundle).predict_proba(texts).argmax(1)
+    bundles = [f"bundle {path}" for path in args.bundle]
+    for name, path in zip(bundles, args.bundle, strict=True):
+        preds[name] = load(path).predict_proba(texts).argmax(1)
     for name, pred in preds.items():
         results["models"][name] = scores(y, pred, mask)
+    mean = f"mean of {len(bundles)} bundles"
+    if len(bundles) > 1:
+        results["models"][mean] = {k: float(np.mean([results["models"][b][k] for b in bundles]))
+                                   for k in results["models"][bundles[0]]}
     tfidf = f"tfidf, gold weight {best:g}"
-    pairs = [(tfidf, "category mapped to topic", "mapping")]
-    if args.bert_bundle:
-        pairs += [("bert bundle", "category mapped to topic", "mapping"),
-                  ("bert bundle", tfidf, "tfidf")]
-    for name, peer, short in pairs:
-        a, b = preds[name], preds[peer]
+    groups = [[b] for b in bundles] + ([bundles] if len(bundles) > 1 else [])
+    pairs = [([tfidf], "category mapped to topic", "mapping")] + [
+        (group, peer, short) for group in groups
+        for peer, short in (("category mapped to topic", "mapping"), (tfidf, "tfidf"))]
+    for group, peer, short in pairs:
+        name = group[0] if len(group) == 1 else mean
         for key, rows in ((f"vs_{short}_overall", slice(None)), (f"vs_{short}_catchall", mask)):
-            paired = compare.paired_bootstrap(y[rows], a[rows], b[rows])
+            paired = compare.paired_over_seeds(y[rows], [preds[g][rows] for g in group],
+                                               [preds[peer][rows]] * len(group))
             results["models"][name][key] = dataclasses.asdict(paired)
-    out = ROOT / "benchmarks" / "out" / "topic.json"
-    write_text(out, json.dumps(results, indent=1))
+    write_text(args.out, json.dumps(results, indent=1))
     print(f"{len(y)} gold test rows ({int(mask.sum())} in catch-all sections); "
           f"gold weight chosen on validation: {best:g} {validation}")
     print("| model | macro-F1 | accuracy | catch-all macro-F1 | catch-all accuracy |")
