@@ -220,9 +220,9 @@ def test_free_space_is_summed_per_file_system(tmp_path: Path) -> None:
 
 
 def test_a_bert_run_without_disk_room_stops_before_training(
-        trained: Path, tiny_model: Path, capsys, monkeypatch) -> None:
-    """Checkpoints on the 1 MB file system: the tiny BERT's two checkpoints and export need
-    about 6 MB there. The run stops before its first step with one line naming the folder, opens
+        trained: Path, tiny_model: Path, capsys) -> None:
+    """Checkpoints on a 1 MB file system: the tiny BERT's two checkpoints and export need
+    about 5 MB there. The run stops before its first step with one line naming the folder, opens
     no MLflow run and leaves the served model as it was (rather than failing at export with
     protobuf's "Wire format was corrupt", as a full disk once did)."""
     champion = verify(trained / "models" / "category" / "champion")
