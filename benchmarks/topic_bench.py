@@ -10,7 +10,8 @@ on the catch-all sections, with a paired bootstrap of the macro-F1 difference.
   headline in the topic validation or test split, so it has not seen the rows it is scored on.
 - The TF-IDF topic model's gold-row weight is chosen on the topic validation split, never on test.
 - Bundles given with --bundle (BERT or ensemble, one per seed) are each tested against TF-IDF
-  and the baseline, and so is their mean (compare.paired_over_seeds).
+  and the baseline, and so is their mean (compare.paired_over_seeds); with --against, also
+  against another bundle of the same seed (the ensemble against its e5 member).
 Writes benchmarks/out/topic.json (--out).
 """
 
@@ -67,8 +68,13 @@ def main() -> int:
     ap.add_argument("--root", type=Path, default=ROOT)
     ap.add_argument("--bundle", type=Path, nargs="+", default=[],
                     help="Also score these topic bundles (one per seed).")
+    ap.add_argument("--against", type=Path, nargs="+", default=[],
+                    help="One bundle per --bundle, in the same order, that each (and their "
+                         "mean) is also tested against: e.g. each seed's e5 for its ensemble.")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "out" / "topic.json")
     args = ap.parse_args()
+    if args.against and len(args.against) != len(args.bundle):
+        ap.error("--against takes one bundle for each --bundle")
     dd, card = dataset.load(args.root / "data" / "build" / "topic")
     names = dd["train"].features["label"].names
     y = np.array(dd["test"]["label"])
@@ -93,7 +99,8 @@ def main() -> int:
     best = max(validation, key=lambda w: validation[w])
     results["chosen_gold_weight"] = best
     bundles = [f"bundle {path}" for path in args.bundle]
-    for name, path in zip(bundles, args.bundle, strict=True):
+    againsts = [f"against {path}" for path in args.against]
+    for name, path in zip(bundles + againsts, args.bundle + args.against, strict=True):
         preds[name] = load(path).predict_proba(texts).argmax(1)
     for name, pred in preds.items():
         results["models"][name] = scores(y, pred, mask)
@@ -102,15 +109,20 @@ def main() -> int:
         results["models"][mean] = {k: float(np.mean([results["models"][b][k] for b in bundles]))
                                    for k in results["models"][bundles[0]]}
     tfidf = f"tfidf, gold weight {best:g}"
-    groups = [[b] for b in bundles] + ([bundles] if len(bundles) > 1 else [])
-    pairs = [([tfidf], "category mapped to topic", "mapping")] + [
-        (group, peer, short) for group in groups
-        for peer, short in (("category mapped to topic", "mapping"), (tfidf, "tfidf"))]
-    for group, peer, short in pairs:
+    # short name -> the peer of each bundle, in --bundle's order
+    n = len(bundles)
+    peers = {"mapping": ["category mapped to topic"] * n, "tfidf": [tfidf] * n}
+    if againsts:
+        peers["against"] = againsts
+    seeds = [[i] for i in range(n)] + ([list(range(n))] if n > 1 else [])
+    tests = [([tfidf], ["category mapped to topic"], "mapping")] + [
+        ([bundles[i] for i in idx], [peer[i] for i in idx], short)
+        for idx in seeds for short, peer in peers.items()]
+    for group, peer_group, short in tests:
         name = group[0] if len(group) == 1 else mean
         for key, rows in ((f"vs_{short}_overall", slice(None)), (f"vs_{short}_catchall", mask)):
             paired = compare.paired_over_seeds(y[rows], [preds[g][rows] for g in group],
-                                               [preds[peer][rows]] * len(group))
+                                               [preds[p][rows] for p in peer_group])
             results["models"][name][key] = dataclasses.asdict(paired)
     write_text(args.out, json.dumps(results, indent=1))
     print(f"{len(y)} gold test rows ({int(mask.sum())} in catch-all sections); "
