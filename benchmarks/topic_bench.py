@@ -104,17 +104,17 @@ def main() -> int:
         preds[name] = load(path).predict_proba(texts).argmax(1)
     for name, pred in preds.items():
         results["models"][name] = scores(y, pred, mask)
-    mean = f"mean of {len(bundles)} bundles"
-    if len(bundles) > 1:
+    n, mean = len(bundles), f"mean of {len(bundles)} bundles"
+    seeds = [[i] for i in range(n)]  # the bundles tested together: each alone, then all
+    if n > 1:
+        seeds.append(list(range(n)))
         results["models"][mean] = {k: float(np.mean([results["models"][b][k] for b in bundles]))
                                    for k in results["models"][bundles[0]]}
     tfidf = f"tfidf, gold weight {best:g}"
     # short name -> the peer of each bundle, in --bundle's order
-    n = len(bundles)
     peers = {"mapping": ["category mapped to topic"] * n, "tfidf": [tfidf] * n}
     if againsts:
         peers["against"] = againsts
-    seeds = [[i] for i in range(n)] + ([list(range(n))] if n > 1 else [])
     tests = [([tfidf], ["category mapped to topic"], "mapping")] + [
         ([bundles[i] for i in idx], [peer[i] for i in idx], short)
         for idx in seeds for short, peer in peers.items()]
