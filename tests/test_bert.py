@@ -215,9 +215,9 @@ def test_torchrun_two_cpu_processes(trained: Path, tiny_model: Path, tmp_path: P
 def test_ensemble_blends_both_members_with_the_validation_weight(trained: Path, tmp_path: Path,
                                                                  capsys) -> None:
     """TF-IDF and the tiny BERT of the same dataset, blended: the weight is the validation
-    split's best, the bundle carries both members whole and predicts the weighted mean of their
-    probabilities without the training stack, and the run is tracked and registered. A missing
-    member, a swapped one and one trained on another split are refused."""
+    split's best, the bundle carries both members (BERT's without hf/) and predicts the weighted
+    mean of their probabilities without the training stack, and the run is tracked and
+    registered. A missing member, a swapped one and one trained on another split are refused."""
     from manset_serving import BundleError
 
     from training import dataset, ensemble
@@ -233,11 +233,16 @@ def test_ensemble_blends_both_members_with_the_validation_weight(trained: Path, 
     assert main(["train", "ensemble", *root]) == 0
     manifest = verify(models / "ensemble")
     assert manifest["model"] == "ensemble"
-    for family in ("tfidf", "bert"):  # each member whole, its files under the ensemble's digests
-        member = verify(models / "ensemble" / family)
-        assert member == verify(models / family)
-        assert {f"{family}/{f}" for f in [*member["files"], "manifest.json"]} <= \
-            set(manifest["files"])
+    assert verify(models / "ensemble" / "tfidf") == verify(models / "tfidf")
+    member, whole = verify(models / "ensemble" / "bert"), verify(models / "bert")
+    hf = {f for f in whole["files"] if f.startswith("hf/")}  # the original keeps them: the
+    # member's manifest, a hard link at first, was replaced, not written in place
+    assert hf and not (models / "ensemble" / "bert" / "hf").exists()
+    assert member.pop("left_out") == ["hf/"]
+    assert member == {**whole, "files": {f: d for f, d in whole["files"].items() if f not in hf}}
+    for family in ("tfidf", "bert"):  # each member's files under the ensemble's digests
+        assert {f"{family}/{f}" for f in [*verify(models / "ensemble" / family)["files"],
+                                          "manifest.json"]} <= set(manifest["files"])
 
     dd, _ = dataset.load(trained / "data" / "build" / "category")
     tfidf, bert_ = load(models / "tfidf"), load(models / "bert")

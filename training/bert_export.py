@@ -127,9 +127,9 @@ def prepare(model: torch.nn.Module, tokenizer: object, max_length: int, work: Pa
     if work.exists():
         shutil.rmtree(work)
     ensure_free(disk_needs(model, work))
-    (work / "hf").mkdir(parents=True)
-    model.save_pretrained(work / "hf")  # type: ignore[operator]
-    tokenizer.save_pretrained(work / "hf")  # type: ignore[attr-defined]
+    (work / export.HF_DIR).mkdir(parents=True)
+    model.save_pretrained(work / export.HF_DIR)  # type: ignore[operator]
+    tokenizer.save_pretrained(work / export.HF_DIR)  # type: ignore[attr-defined]
     save_tokenizer(tokenizer, max_length, work / TOKENIZER_FILE)
     export_onnx(model, work / ONNX_FILE)
 

@@ -18,6 +18,8 @@ from safetensors.numpy import save_file
 from training.evaluation import metric_key
 from training.files import link_or_copy, readable, staged_dir, write_text
 
+HF_DIR = "hf"  # a BERT bundle's Hugging Face folder: the model and tokenizer for transformers
+
 # Versions a service needs to match; recorded so a mismatch can be found later.
 VERSIONED = ("manset", "manset-serving", "numpy", "scipy", "safetensors", "scikit-learn",
             "onnxruntime", "tokenizers", "transformers", "torch")
@@ -80,8 +82,9 @@ def _ensemble_lines(info: BundleInfo) -> list[str]:
             f"{m[f'vs_{f}_delta_macro_f1']:+.4f} (p={m[f'vs_{f}_p_value']:.3f}) |"
             for f, w in members.items()]
     return ["## Members", "",
-            "Whole bundles in sub-folders; their probabilities are blended with these weights, "
-            "chosen on the validation split.", "",
+            "Bundles in sub-folders (a BERT member without `hf/`, which only transformers "
+            "reads); their probabilities are blended with these weights, chosen on the "
+            "validation split.", "",
             "| member | weight | its test macro-F1 | blend's gain over it |", "|---|---:|---:|---|",
             *rows, "", f"The blend {info.config.get('verdict', '')}.", ""]
 
@@ -133,7 +136,7 @@ def finish(folder: Path, info: BundleInfo) -> None:
         "mlflow_run_id": info.run_id, "dataset_fingerprint": info.dataset_fingerprint,
         "metrics": {k: round(v, 6) for k, v in info.metrics.items()},
         "versions": versions(),
-        # Nested files too (a BERT bundle keeps its Hugging Face folder under hf/).
+        # Nested files too (a BERT bundle's Hugging Face folder).
         "files": {p.relative_to(folder).as_posix(): sha256(p) for p in sorted(folder.rglob("*"))
                   if p.is_file() and p.relative_to(folder).as_posix() != MANIFEST},
     }
