@@ -133,6 +133,14 @@ def verify(folder: Path) -> dict:
     return bundle.manifest
 
 
+def served(manifest: dict) -> dict:
+    """The manifest of a served copy of this bundle (the champion, an ensemble's member): a BERT
+    bundle's hf/, which only transformers reads, left out and named under left_out."""
+    files = {f: d for f, d in manifest["files"].items() if not f.startswith("hf/")}
+    return manifest if files == manifest["files"] else \
+        {**manifest, "files": files, "left_out": ["hf/"]}
+
+
 # BERT tests (test_bert.py, test_bert_train.py): a tiny model built here and helpers around it.
 
 STEPS = ["--max-steps", "12", "--batch-size", "16"]  # evaluates and checkpoints at 6 and 12

@@ -24,6 +24,7 @@ from conftest import (  # noqa: E402
     STEPS,
     build,
     quick_speed,
+    served,
     spoil_logged_predictions,
     tracking_client,
     verify,
@@ -54,11 +55,13 @@ def test_a_bert_run_that_takes_the_alias_is_served(project: Path, tiny_model: Pa
     champion = client.get_model_version_by_alias("manset-category", "champion")
     winner = verify(project / "models" / "category" / "bert")
     assert champion.run_id == winner["mlflow_run_id"]
-    assert verify(project / "models" / "category" / "champion") == winner
+    # served without hf/, which only transformers reads; bert/ keeps it
+    assert verify(project / "models" / "category" / "champion") == served(winner) != winner
+    assert not (project / "models" / "category" / "champion" / "hf").exists()
     assert main(bert) == 0  # the same settings tie, and a tie keeps the champion
     assert verify(project / "models" / "category" / "bert")["mlflow_run_id"] != \
         winner["mlflow_run_id"]
-    assert verify(project / "models" / "category" / "champion") == winner
+    assert verify(project / "models" / "category" / "champion") == served(winner)
     capsys.readouterr()
     text = "Galatasaray derbide 3-1 kazandı"
     assert main(["predict", *root, text]) == 0

@@ -9,18 +9,15 @@ same lean predictors a service uses. The run reports the paired test of the blen
 member on the test rows, so a blend that is no better than its best member says so.
 """
 
-import json
-import shutil
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 from manset_serving import Model, load
-from manset_serving.bundle import MANIFEST, BundleError
+from manset_serving.bundle import BundleError
 from sklearn.metrics import f1_score
 
 from training import compare, dataset, evaluation, export, tracking
-from training.files import link_or_copy, write_text
 from training.pipeline import Trained, TrainResult, finish_run
 from training.project import Paths, ProjectError
 
@@ -123,24 +120,10 @@ def train_ensemble(paths: Paths, task: str, tfidf: Path | None = None, bert: Pat
 def _writer(folders: dict[str, Path]) -> Callable[[Path, export.BundleInfo], None]:
     def write(folder: Path, info: export.BundleInfo) -> None:
         for family, src in folders.items():
-            copy_member(src, folder / family)
+            export.copy_served(src, folder / family)
         export.finish(folder, info)
 
     return write
-
-
-def copy_member(src: Path, dst: Path) -> None:
-    """A member bundle with the files its predictor reads: a BERT member leaves out hf/, the
-    fp32 weights once more for transformers, which the ONNX predictor never opens (470 MB of
-    e5-small's 1 GB). Its manifest drops those files and says so under 'left_out'."""
-    shutil.copytree(src, dst, copy_function=link_or_copy,
-                    ignore=lambda d, _: [export.HF_DIR] if Path(d) == src else [])
-    if (src / export.HF_DIR).is_dir():
-        manifest = json.loads((dst / MANIFEST).read_text(encoding="utf-8"))
-        manifest["files"] = {f: d for f, d in manifest["files"].items()
-                             if not f.startswith(f"{export.HF_DIR}/")}
-        manifest["left_out"] = [f"{export.HF_DIR}/"]
-        write_text(dst / MANIFEST, json.dumps(manifest, ensure_ascii=False, indent=1))
 
 
 def verdict(paired: dict[str, compare.Paired]) -> str:

@@ -151,12 +151,27 @@ def write_tfidf(folder: Path, arrays: dict[str, np.ndarray], info: BundleInfo) -
 
 def install_champion(models: Path, task: str, bundle: Path, version: object, run_id: str
                      ) -> Path:
-    """Copy a newly promoted run's bundle to models/<task>/champion/ (swapped in whole, files
-    hard-linked where the file system allows), then record its registered version beside it."""
+    """Copy a newly promoted run's bundle to models/<task>/champion/ (swapped in whole, with what
+    a service reads), then record its registered version beside it."""
     target = champion_dir(models, task)
     with staged_dir(target) as folder:
-        shutil.copytree(bundle, folder, dirs_exist_ok=True, copy_function=link_or_copy)
+        copy_served(bundle, folder)
     write_text(models / task / RECORD, json.dumps(
         {"task": task, "version": str(version), "mlflow_run_id": run_id,
          "promoted_at": datetime.now(UTC).isoformat()}, indent=1))
     return target
+
+
+def copy_served(src: Path, dst: Path) -> None:
+    """A copy of a bundle with the files its predictor reads, hard-linked where the file system
+    allows. A BERT bundle's hf/ (the fp32 weights again, for transformers: 470 MB of e5-small's
+    974 MB) is left out, since the ONNX predictor never opens it; the copy's manifest drops its
+    files and says so under 'left_out'. The champion and an ensemble's members are such copies."""
+    shutil.copytree(src, dst, dirs_exist_ok=True, copy_function=link_or_copy,
+                    ignore=lambda d, _: [HF_DIR] if Path(d) == Path(src) else [])
+    if (src / HF_DIR).is_dir():
+        manifest = json.loads((dst / MANIFEST).read_text(encoding="utf-8"))
+        manifest["files"] = {f: d for f, d in manifest["files"].items()
+                             if not f.startswith(f"{HF_DIR}/")}
+        manifest["left_out"] = [f"{HF_DIR}/"]
+        write_text(dst / MANIFEST, json.dumps(manifest, ensure_ascii=False, indent=1))
