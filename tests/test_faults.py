@@ -236,3 +236,20 @@ def test_a_bert_run_without_disk_room_stops_before_training(
         f"manset: error: [Errno 28] {small / 'category' / 'bert'}: not enough free space")
     assert len(_runs(trained)) == runs
     assert verify(trained / "models" / "category" / "champion") == champion
+
+
+def test_a_bert_run_without_room_for_its_logged_bundle_stops_before_training(
+        trained: Path, tiny_model: Path, capsys) -> None:
+    """The run's artifact folder on a 1 MB file system: the tiny BERT's logged bundle needs
+    about 1.5 MB there. The run stops before its first step, naming that folder, rather than
+    failing in MLflow's log_model after the whole training."""
+    champion = verify(trained / "models" / "category" / "champion")
+    runs = len(_runs(trained))
+    with small_fs(trained / "mlruns" / "artifacts") as small:
+        assert main(["train", "bert", "--root", str(trained), "--model", str(tiny_model),
+                     *STEPS]) == 1
+    err = capsys.readouterr().err
+    assert err.strip().splitlines()[-1].startswith(
+        f"manset: error: [Errno 28] {small}: not enough free space")
+    assert len(_runs(trained)) == runs
+    assert verify(trained / "models" / "category" / "champion") == champion

@@ -278,9 +278,13 @@ def train_bert(paths: Paths, task: str, cfg: BertTrainConfig, resume: bool = Fal
         cfg.model, source, functools.partial(heads.load, pooling=cfg.pooling),
         num_labels=len(labels), id2label=dict(enumerate(labels)),
         label2id={lb: i for i, lb in enumerate(labels)})
-    # two checkpoints (the best and the last) are still there while the export writes; a resumed
-    # run has them already, and needs room for a third while the Trainer saves
-    ensure_free(bert_export.disk_needs(model, folder, checkpoints=1 if last else 2))
+    # two checkpoints (the best and the last) are still there while the export writes and the
+    # bundle is logged; a resumed run has them already, and needs room for a third while the
+    # Trainer saves
+    if state.is_main_process:
+        tracking.configure(paths.root)
+    artifacts = tracking.local_artifacts(task, paths.root) if state.is_main_process else None
+    ensure_free(bert_export.disk_needs(model, folder, 1 if last else 2, artifacts))
     y_train = np.array(dd["train"]["label"])
     tokenized = _tokenized(dd, tokenizer, max_length)
     if cfg.freeze_embeddings:
@@ -300,8 +304,6 @@ def train_bert(paths: Paths, task: str, cfg: BertTrainConfig, resume: bool = Fal
               "pooling_chosen": model.config.classifier_pooling,
               "processes": state.num_processes, "embedding_rows_trained": trained_rows,
               "resumed_from": Path(last).name if last else "none"}
-    if state.is_main_process:
-        tracking.configure(paths.root)
     opened = tracking.run(task, "bert", paths.root, params, meta, options.differing(cfg)) \
         if state.is_main_process \
         else nullcontext("")

@@ -112,13 +112,19 @@ def save_tokenizer(tokenizer: object, max_length: int, path: Path) -> None:
     backend.save(str(path))
 
 
-def disk_needs(model: torch.nn.Module, work: Path, checkpoints: int = 0) -> dict[Path, int]:
+def disk_needs(model: torch.nn.Module, work: Path, checkpoints: int = 0,
+               artifacts: Path | None = None) -> dict[Path, int]:
     """The bytes free that the export needs, with `checkpoints` of the Trainer's beside it in
     `work`'s file system (each the fp32 weights and AdamW's two moments). The export writes hf/,
-    model.onnx, the attention-fused graph, its shape-inferred copy and int8 in `work`, and
-    quantize_dynamic writes a copy of the graph and its shape-inferred copy in the temp folder."""
+    model.onnx, the attention-fused graph, its shape-inferred copy and int8 in `work`;
+    quantize_dynamic writes a copy of the graph and its shape-inferred copy in the temp folder,
+    and MLflow's log_model then a copy of the bundle (hf/, model.onnx and int8: under 3x the
+    weights) there and in `artifacts`, the run's artifact folder when it is on this machine."""
     weights = 4 * sum(p.numel() for p in model.parameters())
-    return {work: (5 + 3 * checkpoints) * weights, Path(tempfile.gettempdir()): 2 * weights}
+    needs = {work: (5 + 3 * checkpoints) * weights, Path(tempfile.gettempdir()): 3 * weights}
+    if artifacts is not None:
+        needs[artifacts] = needs.get(artifacts, 0) + 3 * weights
+    return needs
 
 
 def prepare(model: torch.nn.Module, tokenizer: object, max_length: int, work: Path,

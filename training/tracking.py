@@ -13,6 +13,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
+from urllib.request import url2pathname
 
 import manset_serving
 import mlflow
@@ -64,16 +66,30 @@ def _experiment(task: str, root: Path) -> str:
     found = mlflow.get_experiment_by_name(name)
     if found:
         return found.experiment_id
-    location = None
-    if mlflow.get_tracking_uri().startswith("sqlite:"):
-        location = (root / "mlruns" / "artifacts").resolve().as_uri()
     try:
-        return mlflow.create_experiment(name, artifact_location=location)
+        return mlflow.create_experiment(name, artifact_location=_location(root))
     except mlflow.exceptions.MlflowException:  # a trainer beside this one created it first
         found = mlflow.get_experiment_by_name(name)
         if found is None:
             raise
         return found.experiment_id
+
+
+def _location(root: Path) -> str | None:
+    """Where a new experiment keeps its artifacts: beside a local SQLite store, in
+    <root>/mlruns/artifacts; a server (None) chooses for itself."""
+    if mlflow.get_tracking_uri().startswith("sqlite:"):
+        return (root / "mlruns" / "artifacts").resolve().as_uri()
+    return None
+
+
+def local_artifacts(task: str, root: Path) -> Path | None:
+    """The folder on this machine that the task's runs copy their artifacts (a whole bundle)
+    into; None when a server keeps them."""
+    with guarded("reading the experiment"):
+        found = mlflow.get_experiment_by_name(model_name(task))
+    location = urlsplit(found.artifact_location if found else _location(root) or "")
+    return Path(url2pathname(location.path)) if location.scheme == "file" else None
 
 
 def git_commit(root: Path) -> str:
