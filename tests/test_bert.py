@@ -138,9 +138,9 @@ def test_bundle_predicts_without_the_training_stack(trained: Path, tmp_path: Pat
 def test_predict_cli_and_pyfunc_use_the_champion(trained: Path, capsys) -> None:
     root = ["--root", str(trained)]
     champion = verify(trained / "models" / "category" / "champion")
-    assert champion == served(verify(trained / "models" / "category" / "bert")) and \
-        champion["model"] == "bert" and not (trained / "models" / "category" / "champion" /
-                                             "hf").exists()
+    assert champion == served(verify(trained / "models" / "category" / "bert"))
+    assert champion["model"] == "bert"
+    assert not (trained / "models" / "category" / "champion" / "hf").exists()
     assert main(["predict", *root, "Galatasaray derbide 3-1 kazandı"]) == 0
     default = json.loads(capsys.readouterr().out)
     assert main(["predict", *root, "--model", "bert", "Galatasaray derbide 3-1 kazandı"]) == 0

@@ -2,11 +2,11 @@
 probabilities blended with the weight that scores best on the validation split (never test).
 
 The members are the bundles the families' last runs wrote (models/<task>/tfidf and .../bert) or
-any other pair given by path; they are copied into the ensemble's bundle with what their
-predictors read (a BERT member without its Hugging Face folder), and the ensemble's manifest lists
-every member file (manset_serving/ensemble.py). They are scored through the
-same lean predictors a service uses. The run reports the paired test of the blend against each
-member on the test rows, so a blend that is no better than its best member says so.
+any other pair given by path. They are copied into the ensemble's bundle with what their
+predictors read (a BERT member without its Hugging Face folder), the ensemble's manifest lists
+every member file (manset_serving/ensemble.py), and they are scored through the same lean
+predictors a service uses. The run reports the paired test of the blend against each member on
+the test rows, so a blend that is no better than its best member says so.
 """
 
 from collections.abc import Callable

@@ -3,9 +3,8 @@
 config.json names the members (`{"members": {"tfidf": 0.4, "bert": 0.6}}`: sub-folder → weight,
 the weights chosen on the validation split at training time). Each member is a bundle with its
 own manifest (a BERT member without hf/, which the ONNX predictor does not read), and the
-ensemble's manifest lists every member file too: a member file must
-have the same digest in both, so the member is read through the digests the ensemble was
-shipped with.
+ensemble's manifest lists every member file too: a member file must have the same digest in both,
+so the member is read through the digests the ensemble was shipped with.
 """
 
 from collections.abc import Callable
