@@ -69,37 +69,6 @@ def test_a_bert_run_that_takes_the_alias_is_served(project: Path, tiny_model: Pa
     assert json.loads(capsys.readouterr().out) == {"text": text, **want}
 
 
-def test_a_distilled_run_learns_from_tfidf_out_of_fold(project: Path, tiny_model: Path,
-                                                       monkeypatch: pytest.MonkeyPatch) -> None:
-    """The teacher scores each training row with a baseline fitted without it (on its own rows
-    the baseline is right far more often), and --distill changes what the same run learns."""
-    from training import baseline, dataset
-    from training.configs import TfidfConfig
-
-    quick_speed(monkeypatch)
-    build(project)
-    dd, _ = dataset.load(project / "data" / "build" / "category")
-    y = np.array(dd["train"]["label"])
-    teacher = bert.teacher_probabilities(dd)
-    assert teacher.shape == (len(y), dd["train"].features["label"].num_classes)
-    np.testing.assert_allclose(teacher.sum(1), 1, atol=1e-5)
-    texts = list(dd["train"]["text"])
-    seen = baseline.fit(TfidfConfig(), texts, y, list(dd["train"]["label_source"]))
-    assert (teacher.argmax(1) == y).mean() < (seen.predict(texts) == y).mean() - 0.05
-
-    root = ["--root", str(project)]
-    bert_ = ["train", "bert", *root, "--model", str(tiny_model), *STEPS, "--learning-rate", "1e-3"]
-    test = list(dd["test"]["text"])
-    probabilities = []
-    for extra in ([], ["--distill", "0.9"]):
-        assert main([*bert_, *extra]) == 0
-        probabilities.append(load(project / "models" / "category" / "bert").predict_proba(test))
-    run = tracking_client(project).get_run(
-        verify(project / "models" / "category" / "bert")["mlflow_run_id"])
-    assert run.data.params["distill"] == "0.9" and run.info.status == "FINISHED"
-    assert np.abs(probabilities[0] - probabilities[1]).max() > 1e-3
-
-
 KILLED_AFTER_SAVE = """
 import os, signal, sys
 from pathlib import Path

@@ -25,7 +25,6 @@ from accelerate import PartialState
 from datasets import DatasetDict
 from manset_serving.onnx import BATCH
 from sklearn.metrics import accuracy_score, f1_score
-from sklearn.model_selection import StratifiedKFold
 from transformers import (
     AutoTokenizer,
     DataCollatorWithPadding,
@@ -37,8 +36,8 @@ from transformers import (
     set_seed,
 )
 
-from training import baseline, bert_export, dataset, heads, options, tracking
-from training.configs import DEFAULT_MODEL, BertTrainConfig, TfidfConfig  # noqa: F401 (re-exported)
+from training import bert_export, dataset, heads, options, tracking
+from training.configs import DEFAULT_MODEL, BertTrainConfig  # noqa: F401 (re-exported)
 from training.e5 import E5_NAME
 from training.files import ensure_free, write_text
 from training.pipeline import Finished, Trained, TrainResult, finish_run
@@ -118,16 +117,13 @@ def balanced_weights(labels: np.ndarray, n: int) -> torch.Tensor:
 
 
 class WeightedTrainer(Trainer):
-    """Cross-entropy, with class weights when given, and blended with the KL divergence from a
-    teacher's probabilities (the batch's `teacher`) when `distill` > 0."""
+    """Cross-entropy with class weights; the model's own loss when there are none."""
 
     def __init__(self, *args: Any, class_weights: torch.Tensor | None = None,
-                 embedding_lr: float | None = None, distill: float = 0.0,
-                 **kwargs: Any) -> None:
+                 embedding_lr: float | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.class_weights = class_weights
         self.embedding_lr = embedding_lr
-        self.distill = distill
 
     def create_optimizer(self, model: Any = None) -> Any:
         """The Trainer's AdamW, with the word embeddings in a group of their own at their own
@@ -144,17 +140,12 @@ class WeightedTrainer(Trainer):
 
     def compute_loss(self, model: torch.nn.Module, inputs: dict[str, Any],
                      return_outputs: bool = False, num_items_in_batch: Any = None) -> Any:
-        teacher = inputs.pop("teacher", None)  # training batches of a distilled run only
-        if self.class_weights is None and teacher is None:
+        if self.class_weights is None:
             return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
         outputs = model(**{k: v for k, v in inputs.items() if k != "labels"})
-        logits = outputs.logits.float()
-        weight = None if self.class_weights is None else self.class_weights.to(logits.device)
-        loss = torch.nn.functional.cross_entropy(logits, inputs["labels"], weight=weight)
-        if teacher is not None:
-            kl = torch.nn.functional.kl_div(torch.log_softmax(logits, -1), teacher.float(),
-                                            reduction="batchmean")
-            loss = (1 - self.distill) * loss + self.distill * kl
+        loss = torch.nn.functional.cross_entropy(
+            outputs.logits.float(), inputs["labels"],
+            weight=self.class_weights.to(outputs.logits.device))
         return (loss, outputs) if return_outputs else loss
 
 
@@ -247,24 +238,7 @@ def _arguments(cfg: BertTrainConfig, out: Path) -> TrainingArguments:
         # the buffers are constants (position ids, UsedRows' fixed embeddings: 384 MB for e5);
         # DDP would otherwise send them from the first process to the others at every step
         ddp_broadcast_buffers=False,
-        # the training split of a distilled run carries `teacher`, which compute_loss takes off;
-        # _tokenized keeps only columns the model or the loss reads
-        remove_unused_columns=False,
         report_to="none")
-
-
-def teacher_probabilities(dd: DatasetDict, folds: int = 5, seed: int = 13) -> np.ndarray:
-    """TF-IDF's probabilities of the training rows, out of fold: each row scored by a baseline
-    (default settings) fitted on the other folds. On its own training rows the baseline would
-    mostly repeat the gold label and teach nothing."""
-    train = dd["train"]
-    texts, y = list(train["text"]), np.array(train["label"])
-    sources = np.array(train["label_source"])
-    out = np.zeros((len(y), train.features["label"].num_classes), dtype=np.float32)
-    for fit, held in StratifiedKFold(folds, shuffle=True, random_state=seed).split(texts, y):
-        pipe = baseline.fit(TfidfConfig(), [texts[i] for i in fit], y[fit], list(sources[fit]))
-        out[np.ix_(held, pipe.classes_)] = pipe.predict_proba([texts[i] for i in held])
-    return out
 
 
 def _tokenized(dd: DatasetDict, tokenizer: Any, max_length: int) -> DatasetDict:
@@ -313,9 +287,6 @@ def train_bert(paths: Paths, task: str, cfg: BertTrainConfig, resume: bool = Fal
     ensure_free(bert_export.disk_needs(model, folder, 1 if last else 2, artifacts))
     y_train = np.array(dd["train"]["label"])
     tokenized = _tokenized(dd, tokenizer, max_length)
-    if cfg.distill:
-        tokenized["train"] = tokenized["train"].add_column(
-            "teacher", list(teacher_probabilities(dd, seed=cfg.seed)))
     if cfg.freeze_embeddings:
         model.get_input_embeddings().weight.requires_grad_(False)
         trained_rows = 0
@@ -327,7 +298,7 @@ def train_bert(paths: Paths, task: str, cfg: BertTrainConfig, resume: bool = Fal
         data_collator=DataCollatorWithPadding(tokenizer), compute_metrics=_metrics,
         callbacks=[CurveCallback(), EarlyStoppingCallback(cfg.patience), *callbacks],
         class_weights=balanced_weights(y_train, len(labels)) if cfg.class_weights else None,
-        embedding_lr=cfg.embedding_lr, distill=cfg.distill)
+        embedding_lr=cfg.embedding_lr)
     p50, p99 = (float(np.percentile(lengths, q)) for q in (50, 99))
     params = {**cfg.params(), "model_source": source, "max_length_chosen": max_length,
               "pooling_chosen": model.config.classifier_pooling,

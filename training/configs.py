@@ -66,9 +66,6 @@ class BertTrainConfig:
     freeze_embeddings: bool = field(default=False, metadata={
         "help": "Keep the word embeddings fixed. Trained, only the rows of tokens in the "
                 "training split move, at the cost per step of frozen ones (benchmarks/BERT.md)."})
-    distill: float = field(default=0.0, metadata={
-        "help": "Weight in the loss of TF-IDF's out-of-fold probabilities of the training rows "
-                "(the teacher), against the gold labels' 1 - distill; 0: off."})
     patience: int = field(default=2, metadata={
         "help": "Evaluations without a better validation macro-F1 before stopping."})
     eval_steps: int | None = field(default=None, metadata={
@@ -88,8 +85,6 @@ class BertTrainConfig:
             raise ValueError(f"pooling {self.pooling!r}: use {', '.join(POOLINGS)} or auto")
         if self.embedding_lr is not None and self.embedding_lr <= 0:
             raise ValueError("the embedding learning rate must be positive")
-        if not 0 <= self.distill < 1:
-            raise ValueError(f"distill {self.distill}: use 0 (off) up to below 1")
         if self.train_rows is not None and self.train_rows < 2:
             raise ValueError("train_rows must be at least 2")
 
