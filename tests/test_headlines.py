@@ -79,3 +79,43 @@ def test_a_failure_mid_file_rolls_back_the_whole_file(tmp_path, aliases):
 def test_missing_file():
     with pytest.raises(FileNotFoundError, match=r"nope\.csv"):
         list(headlines.read_csv(Path("nope.csv"), ["title"]))
+
+
+def test_a_section_known_not_to_be_a_class_is_not_reported_as_unknown(tmp_path):
+    table = tmp_path / "aliases.csv"
+    table.write_text("source,alias,category,note\n42bin-haber,genel,,catch-all folder\n"
+                     "42bin-haber,guncel,Gündem,current affairs\n")
+    aliases = Aliases(ROOT / "data" / "categories.csv", table)
+    assert aliases.canonical("guncel", "42bin-haber") == "Gündem"
+    assert aliases.canonical("guncel", "other-site") is None  # per source, not for all
+    assert aliases.canonical("genel", "42bin-haber") is None
+    assert aliases.not_a_class("genel", "42bin-haber")
+    assert not aliases.not_a_class("genel", "other-site")
+    con = headlines.connect(tmp_path / "h.sqlite")
+    stats = headlines.add(con, [Headline("Her şey bir arada", "GENEL", "42bin-haber"),
+                                Headline("Yeni rekor", "Son Dakika", "42bin-haber")], aliases)
+    assert stats.unknown_labels == {"Son Dakika": 1}
+
+
+def test_the_real_alias_table_maps_42bin_by_evidence(aliases):
+    assert {f: aliases.canonical(f, "42bin-haber") for f in
+            ("dunya", "guncel", "turkiye", "yasam", "siyaset", "genel", "planet")} == {
+        "dunya": "Dünya", "guncel": "Gündem", "turkiye": "Gündem", "yasam": "Gündem",
+        "siyaset": "Politika", "genel": None, "planet": None}
+    assert aliases.canonical("Yaşam", "turkish-headlines") == "Gündem"
+
+
+@pytest.mark.parametrize(("content", "message"), [
+    ("headline,folder\nMaç bitti,spor\n", r"x.csv: missing column\(s\) title, label"),
+    ("title,label\nHer şey,genel\nBaşka,GENEL\n",
+     r"sources.csv:2: no row of x.csv maps to a category \(its 'label' values: GENEL, genel\)"),
+])
+def test_a_labelled_source_that_gives_no_rows_is_one_clear_error(tmp_path, aliases, content,
+                                                                 message):
+    (tmp_path / "x.csv").write_text(content)
+    (tmp_path / "sources.csv").write_text("file,source,text_column,label_column\n"
+                                          "x.csv,42bin-haber,title,label\n")
+    con = headlines.connect(tmp_path / "h.sqlite")
+    with pytest.raises(ValueError, match=message):
+        headlines.import_labelled(con, tmp_path / "sources.csv", aliases)
+    assert headlines.all_rows(con) == []

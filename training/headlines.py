@@ -78,12 +78,18 @@ class Aliases:
 
     Matching ignores case (Turkish rules), diacritics and spacing, so 'DÜNYA', 'dünya' and 'Dunya'
     are one label. A per-source alias wins over a '*' alias. Unknown sections map to None.
+    An alias with an empty category is a section known *not* to be a class (a catch-all folder
+    such as 42bin's `genel`): it maps to None too, but is not reported as unknown.
     """
 
     def __init__(self, categories: Path, aliases: Path) -> None:
         self.categories = [nfc(r["category"]) for r in read_csv(categories, ["category"])]
         self._map: dict[tuple[str, str], str] = {("*", label_key(c)): c for c in self.categories}
+        self._not_classes: set[tuple[str, str]] = set()
         for row in read_csv(aliases, ["source", "alias", "category"]):
+            if not row["category"].strip():
+                self._not_classes.add((row["source"].strip(), label_key(row["alias"])))
+                continue
             if nfc(row["category"]) not in self.categories:
                 raise ValueError(
                     f"{aliases}:{row['_line']}: category {row['category']!r} is not in {categories}"
@@ -104,7 +110,15 @@ class Aliases:
 
     def canonical(self, raw: str, source: str = "*") -> str | None:
         key = label_key(raw)
+        if (source, key) in self._not_classes:
+            return None
         return self._map.get((source, key)) or self._map.get(("*", key))
+
+    def not_a_class(self, raw: str, source: str = "*") -> bool:
+        """Whether the alias table says this section is deliberately not a class."""
+        key = label_key(raw)
+        return (source, key) in self._not_classes or (
+            ("*", key) in self._not_classes and (source, key) not in self._map)
 
 
 def read_csv(path: Path, required: list[str]) -> Iterator[dict[str, str]]:
@@ -191,7 +205,7 @@ def add(con: sqlite3.Connection, rows: Iterable[Headline], aliases: Aliases) -> 
             if not text:
                 raise ValueError(f"{h.page or h.source}: empty headline")
             category = aliases.canonical(raw, h.source)
-            if category is None:
+            if category is None and not aliases.not_a_class(raw, h.source):
                 stats.unknown_labels[raw] = stats.unknown_labels.get(raw, 0) + 1
             cur = con.execute(
                 "INSERT OR IGNORE INTO headlines VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
@@ -231,6 +245,12 @@ def import_labelled(con: sqlite3.Connection, sources_csv: Path, aliases: Aliases
             raise ValueError(f"{sources_csv}:{spec['_line']}: file {spec['file']!r} is outside "
                              f"{folder}; copy it into that folder and list it by name")
         rows = read_labelled(path, spec["source"], spec["text_column"], spec["label_column"])
+        if not any(aliases.canonical(r.category_raw, r.source) for r in rows):
+            sections = sorted({r.category_raw for r in rows})
+            raise ValueError(
+                f"{sources_csv}:{spec['_line']}: no row of {spec['file']} maps to a category "
+                f"(its {spec['label_column']!r} values: {', '.join(sections[:10])}); map them "
+                "in data/category_aliases.csv")
         stats[spec["file"]] = add(con, rows, aliases)
     return stats
 
