@@ -50,8 +50,9 @@ def mlflow_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def make_project(root: Path, mlflow_template: Path) -> Path:
-    """A project folder with the real alias tables, a small real slice of both labelled CSVs
-    (6 classes, 600 headlines) and an empty MLflow store."""
+    """A project folder with the real alias tables, a small real slice of the three labelled
+    CSVs (8 classes, 800 headlines: 42bin brings Dünya and Gündem, and a catch-all folder that
+    is not a class) and an empty MLflow store."""
     (root / "data" / "labelled").mkdir(parents=True)
     for name in ("categories.csv", "category_aliases.csv"):
         shutil.copy(DATA / name, root / "data" / name)
@@ -61,6 +62,9 @@ def make_project(root: Path, mlflow_template: Path) -> Path:
     write_slice(DATA / "labelled" / "turkish_headlines.csv",
                 root / "data" / "labelled" / "turkish_headlines.csv", "label",
                 {"Siyaset": 60, "Magazin": 60})
+    write_slice(DATA / "labelled" / "42bin_haber_headlines.csv",
+                root / "data" / "labelled" / "42bin_haber_headlines.csv", "label",
+                {"dunya": 60, "guncel": 60, "spor": 40, "genel": 40})
     shutil.copy(DATA / "labelled" / "sources.csv", root / "data" / "labelled" / "sources.csv")
     (root / "mlruns").mkdir()
     shutil.copy(mlflow_template, root / "mlruns" / "mlflow.db")

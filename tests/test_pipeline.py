@@ -34,7 +34,8 @@ def test_run_tracks_exports_and_registers(trained):
     assert {"model.safetensors", "labels.json", "config.json", "MODEL_CARD.md"} <= set(
         manifest["files"])
     labels = json.loads((bundle / "labels.json").read_text())
-    assert labels == ["Ekonomi", "Kültür-Sanat", "Magazin", "Politika", "Sağlık", "Spor"]
+    assert labels == ["Dünya", "Ekonomi", "Gündem", "Kültür-Sanat", "Magazin", "Politika",
+                      "Sağlık", "Spor"]
 
     client = _store(trained)
     exp = client.get_experiment_by_name("manset-category")
@@ -43,6 +44,13 @@ def test_run_tracks_exports_and_registers(trained):
     m = run.data.metrics
     assert 0 < m["test_macro_f1"] <= 1 and m["predict_throughput_per_s"] > 0
     assert {f"test_f1_{lb}" for lb in labels} <= set(m)
+    # cross-source: one fold per source; 42bin's Spor is learnt from TRT, its Dünya and Gündem
+    # from no other source (unseen), and the pooled figures score each seen row once
+    assert 30 <= m["loso_42bin-haber_rows"] <= 40 and m["loso_42bin-haber_unseen_rows"] >= 100
+    assert m["loso_rows"] == sum(m[f"loso_{s}_rows"] for s in
+                                 ("42bin-haber", "trthaber.com", "turkish-headlines")
+                                 if f"loso_{s}_rows" in m)
+    assert {"test_source_trthaber.com_macro_f1", "test_source_42bin-haber_accuracy"} <= set(m)
     assert run.data.params["dataset_fingerprint"] == manifest["dataset_fingerprint"]
     assert run.data.tags["mlflow.source.git.commit"]
     assert [i.dataset.digest for i in run.inputs.dataset_inputs] == \

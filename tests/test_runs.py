@@ -120,7 +120,7 @@ def test_runs_are_named_tagged_and_logged_alike(trained: Path, capsys) -> None:
     assert layout == {"evaluation/classification_report.txt", "evaluation/confusion_matrix.png",
                       "evaluation/per_class_f1.png", "evaluation/worst_errors.json",
                       "evaluation/test_predictions.json", "cards/MODEL_CARD.md",
-                      "cards/DATA_CARD.md"}
+                      "cards/DATA_CARD.md", "cards/CROSS_SOURCE.md"}
 
 
 # --- the paired test ---------------------------------------------------------------------------
@@ -305,6 +305,7 @@ def test_runs_lists_names_scores_and_the_champion(trained: Path, capsys) -> None
     assert main(["runs", "--root", str(trained)]) == 0
     table = capsys.readouterr().out
     assert newest["name"] in table and "★" in table and "95% CI" in table
+    assert "cross-source F1" in table and all(r["cross_source_f1"] is not None for r in rows)
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -343,3 +344,53 @@ def test_config_dataclasses_have_help_for_every_field() -> None:
     for cls in (TfidfConfig, BertTrainConfig):
         for f in dataclasses.fields(cls):
             assert f.metadata.get("help") or dataclasses.is_dataclass(f.type), f.name
+
+
+# --- splits that stay put ------------------------------------------------------------------------
+
+
+def _splits(root: Path) -> dict[str, str]:
+    from training import dataset
+
+    dd, _ = dataset.load(root / "data" / "build" / "category")
+    return {i: s for s in dataset.SPLITS for i in dd[s]["id"]}
+
+
+def test_a_new_page_keeps_every_old_row_in_its_split_and_an_equal_run_is_not_worse(
+        trained: Path) -> None:
+    before = _splits(trained)
+    page = shutil.copy(Path(__file__).parent.parent / "data" / "pages" /
+                       "eshaber_lavrov_2025-11-09.txt", trained / "data" / "page.txt")
+    assert main(["ingest", str(page), "--root", str(trained)]) == 0
+    assert main(["run", "--root", str(trained)]) == 0
+    after = _splits(trained)
+    assert len(after) > len(before)
+    assert all(after[i] == s for i, s in before.items())  # no old row moved
+    client = _store(trained)
+    _first, second = _runs(client)
+    reason = second.data.tags["manset.promotion_reason"]
+    # another dataset: the champion is re-scored only on test rows it never trained on, and
+    # since no row moved, that is every test row; the same settings are not judged worse
+    tested = sum(1 for s in after.values() if s == "test")
+    assert f"re-scored on the {tested} of {tested} test rows it never trained on" in reason
+    assert second.data.tags["manset.promotion"] == "kept the champion"
+    m = second.data.metrics  # neither better nor worse beyond chance
+    assert m["promotion_delta_ci_low"] < 0 < m["promotion_delta_ci_high"]
+
+
+def test_a_new_label_set_is_judged_on_the_rows_the_champion_never_trained_on(
+        project: Path) -> None:
+    sources = project / "data" / "labelled" / "sources.csv"
+    full = sources.read_text()
+    sources.write_text("".join(x for x in full.splitlines(keepends=True) if "42bin" not in x))
+    assert main(["run", "--root", str(project)]) == 0  # six classes: no Dünya, no Gündem
+    sources.write_text(full)
+    assert main(["run", "--root", str(project)]) == 0
+    client = _store(project)
+    _old, new = _runs(client)
+    reason = new.data.tags["manset.promotion_reason"]
+    assert "test rows it never trained on" in reason
+    # the old champion cannot say Dünya or Gündem: those rows count against it
+    assert new.data.tags["manset.promotion"] == "champion" and "beats champion v1" in reason
+    assert json.loads((project / "models" / "category" / "champion" / "labels.json")
+                      .read_text())[:3] == ["Dünya", "Ekonomi", "Gündem"]

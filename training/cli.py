@@ -308,14 +308,16 @@ def _summary(results: list) -> None:
 def runs(
     task: TaskOpt = "category",
     sort: Annotated[str, typer.Option(
-        help="macro_f1, accuracy, train_s, throughput, started, name or family.")] = "macro_f1",
+        help="macro_f1, cross_source_f1, accuracy, train_s, throughput, started, name or "
+             "family.")] = "macro_f1",
     limit: Annotated[int | None, typer.Option(help="Show the first N runs only.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="JSON lines instead of a table.")
                        ] = False,
     root: RootOpt = Path("."),
 ) -> None:
-    """List a task's runs from the tracking store (MLFLOW_TRACKING_URI, or mlruns/): macro-F1
-    with its 95% interval, accuracy, training time, throughput, dataset, champion."""
+    """List a task's runs from the tracking store (MLFLOW_TRACKING_URI, or mlruns/): the
+    cross-source macro-F1 (leave-one-source-out), the in-source test macro-F1 with its 95%
+    interval, accuracy, training time, throughput, dataset, champion."""
     from training import runs as runs_mod
     from training import tracking
 
@@ -333,13 +335,14 @@ def runs(
 
     for r in rows:
         table.add_row(
-            r["name"], r["family"] or "", num(r["macro_f1"], ".4f"),
+            r["name"], r["family"] or "", num(r["cross_source_f1"], ".4f"),
+            num(r["macro_f1"], ".4f"),
             "" if r["ci"] is None else f"{r['ci'][0]:.3f}-{r['ci'][1]:.3f}",
             num(r["accuracy"], ".4f"), num(r["train_s"], ".1f"), num(r["throughput"], ",.0f"),
             (r["dataset"] or "")[:10], "★" if r["champion"] else "",
             datetime.fromtimestamp(r["started"] / 1000).strftime("%Y-%m-%d %H:%M"),
             r["run_id"])
-    Console(width=max(180, Console().width)).print(table)
+    Console(width=max(200, Console().width)).print(table)
 
 
 @app.command()

@@ -14,6 +14,7 @@ from sklearn.feature_extraction.text import CountVectorizer
 
 from training import tasks
 from training.files import staged_dir
+from training.headlines import Aliases
 from training.text import dedup_key
 
 SPLITS = ("train", "validation", "test")
@@ -60,11 +61,13 @@ class DataCard:
     dropped_classes: dict[str, int]
     counts: dict[str, dict[str, int]]  # split -> label -> rows
     sources: dict[str, dict[str, int]]  # source -> label -> rows
-    # how each label is known -> label -> rows: 'section' (the site's), 'gold' (hand-annotated),
-    # 'category' (distant: mapped from the section)
+    # how each label is known -> label -> rows: 'section' (the site's), 'gold' (annotated by
+    # reading), 'category' (distant: mapped from the section)
     label_sources: dict[str, dict[str, int]] = field(default_factory=dict)
     near_test_left_out: int = 0  # distant rows in a gold validation/test row's group
     distant_not_drawn: int = 0  # distant rows beyond distant_per_label
+    # sections the alias table says are not a class (catch-all folders), with their counts
+    not_classes: dict[str, int] = field(default_factory=dict)
 
     def warnings(self) -> list[str]:
         out = []
@@ -95,6 +98,9 @@ class DataCard:
         if self.near_test_left_out:
             lines.append(f"- distant rows left out as near-duplicates of gold validation/test "
                          f"rows: {self.near_test_left_out}")
+        if self.not_classes:
+            names = ", ".join(f"{k} ({v})" for k, v in sorted(self.not_classes.items()))
+            lines.append(f"- sections that are not a class (data/category_aliases.csv): {names}")
         if self.distant_not_drawn:
             lines.append(f"- distant rows not drawn (over the per-label cap): "
                          f"{self.distant_not_drawn}")
@@ -112,27 +118,35 @@ def _label_table(labels: list[str], by: dict[str, dict[str, int]]) -> list[str]:
 
 
 def _labelled_rows(rows: list[sqlite3.Row], gold: dict[str, str],
-                   mapping: dict[str, str] | None) -> tuple[list[dict], Counter, int, int]:
+                   mapping: dict[str, str] | None, aliases: Aliases | None
+                   ) -> tuple[list[dict], Counter, Counter, int, int]:
     """Rows with a known label, one per normalised text; conflicting texts are left out.
     A gold label wins; else the section (mapping None) or the label its section maps to.
-    Also: raw sections with no canonical category, conflicting texts, exact duplicates dropped."""
+    The section's category comes from `aliases` as they are now (else the one stored at import),
+    so an edited alias table needs no re-import.
+    Also: raw sections with no canonical category (unknown, and known not to be a class),
+    conflicting texts, exact duplicates dropped."""
     unlabelled: Counter = Counter()
+    not_classes: Counter = Counter()
     by_key: dict[str, list[dict]] = {}
     for r in rows:
-        if r["category"] is None:
-            unlabelled[r["category_raw"]] += 1
+        raw, source = r["category_raw"], r["source"]
+        category = r["category"] if aliases is None else aliases.canonical(raw, source)
+        if category is None:
+            known = aliases is not None and aliases.not_a_class(raw, source)
+            (not_classes if known else unlabelled)[raw] += 1
         label: str | None
         if r["id"] in gold:
             label, how = gold[r["id"]], "gold"
         elif mapping is None:
-            label, how = r["category"], "section"
+            label, how = category, "section"
         else:
-            label, how = mapping.get(r["category"] or ""), "category"
+            label, how = mapping.get(category or ""), "category"
         if label is None:
             continue
         by_key.setdefault(dedup_key(r["text"]), []).append(
-            {"id": r["id"], "text": r["text"], "label": label, "source": r["source"],
-             "category": r["category"] or r["category_raw"], "label_source": how})
+            {"id": r["id"], "text": r["text"], "label": label, "source": source,
+             "category": category or raw, "label_source": how})
     kept, conflicts, duplicates = [], 0, 0
     for group in by_key.values():
         best = [g for g in group if g["label_source"] == "gold"] or group
@@ -141,7 +155,7 @@ def _labelled_rows(rows: list[sqlite3.Row], gold: dict[str, str],
         else:
             kept.append(best[0])
             duplicates += len(group) - 1
-    return kept, unlabelled, conflicts, duplicates
+    return kept, unlabelled, not_classes, conflicts, duplicates
 
 
 def near_duplicate_groups(texts: list[str], threshold: float) -> np.ndarray:
@@ -161,32 +175,36 @@ def near_duplicate_groups(texts: list[str], threshold: float) -> np.ndarray:
     return csgraph.connected_components(graph, directed=False)[1]
 
 
-def _split(labels: np.ndarray, groups: np.ndarray, cfg: BuildConfig) -> np.ndarray:
-    """Stratified, group-aware train/validation/test assignment.
+def group_keys(texts: list[str], groups: np.ndarray) -> np.ndarray:
+    """A key of each row's near-duplicate group that does not depend on the rest of the data:
+    the smallest hash of its members' normalised texts. A new headline changes a group's key only
+    when it joins that group and hashes lower than every member (1 in n+1 for a group of n)."""
+    hashes = np.array([int.from_bytes(hashlib.sha1(dedup_key(t).encode()).digest()[:8], "big")
+                       for t in texts], dtype=np.uint64)
+    smallest: dict[int, int] = {}
+    for g, h in zip(groups.tolist(), hashes.tolist(), strict=True):
+        smallest[g] = min(h, smallest.get(g, h))
+    return np.array([smallest[g] for g in groups.tolist()], dtype=np.uint64)
 
-    Each group is filed under its most common label; within a label, groups are shuffled (seeded)
-    and dealt to test, then validation, until each holds its fraction of that label's rows.
-    (sklearn's StratifiedGroupKFold does the same job but takes ~40 s on 30k singleton groups.)
-    """
-    rng = np.random.default_rng(cfg.seed)
-    members: dict[int, list[int]] = {}
-    for i, g in enumerate(groups.tolist()):
-        members.setdefault(g, []).append(i)
-    by_label: dict[int, list[int]] = {}
-    for g, idx in sorted(members.items()):
-        by_label.setdefault(Counter(labels[idx].tolist()).most_common(1)[0][0], []).append(g)
-    split = np.full(len(labels), "train", dtype=object)
-    for label_groups in by_label.values():
-        total = sum(len(members[g]) for g in label_groups)
-        quota = {"test": cfg.test_fraction * total, "validation": cfg.validation_fraction * total}
-        for g in rng.permutation(label_groups).tolist():
-            size = len(members[g])
-            target = next((s for s in ("test", "validation") if quota[s] >= size / 2), None)
-            if target is None:
-                continue
-            quota[target] -= len(members[g])
-            split[members[g]] = target
+
+def split_of(keys: np.ndarray, cfg: BuildConfig) -> np.ndarray:
+    """train/validation/test of each row, from its group key and the seed alone: adding rows
+    deals only the new groups, so old rows keep their split and a champion is never scored on
+    rows it trained on. Each label's shares are binomial around the fractions (a 1,000-row
+    label: test 100 ± 10), not exact; the data card shows them.
+    (The earlier rule shuffled each label's groups: one new page reshuffled every row.)"""
+    u = _uniform(keys, cfg.seed)
+    split = np.full(len(keys), "train", dtype=object)
+    split[u < cfg.test_fraction + cfg.validation_fraction] = "validation"
+    split[u < cfg.test_fraction] = "test"
     return split
+
+
+def _uniform(keys: np.ndarray, seed: int) -> np.ndarray:
+    """A number in [0, 1) for each key, from a hash of the key and the seed."""
+    salt = seed.to_bytes(8, "big", signed=True)
+    return np.array([int.from_bytes(hashlib.sha256(salt + int(k).to_bytes(8, "big")).digest()[:8],
+                                    "big") / 2.0 ** 64 for k in keys.tolist()])
 
 
 def fingerprint(dd: DatasetDict) -> str:
@@ -199,15 +217,18 @@ def fingerprint(dd: DatasetDict) -> str:
 
 
 def build(rows: list[sqlite3.Row], cfg: BuildConfig, gold: dict[str, str] | None = None,
-          mapping: dict[str, str] | None = None) -> tuple[DatasetDict, DataCard]:
-    """The task's dataset. `gold`: headline id → hand-annotated label. `mapping`: section →
-    label for the rest (None: the section is the label). When there are gold labels, only gold
+          mapping: dict[str, str] | None = None, aliases: Aliases | None = None
+          ) -> tuple[DatasetDict, DataCard]:
+    """The task's dataset. `gold`: headline id → gold label (annotated by reading). `mapping`:
+    section → label for the rest (None: the section is the label). `aliases`: the alias table to map
+    sections with (None: the categories stored at import). When there are gold labels, only gold
     rows are split and scored; the others train only, and those in the near-duplicate group of a
     gold validation or test row are left out."""
     gold = gold or {}
     if tasks.get(cfg.task).needs_gold and not gold:
         raise ValueError(f"task {cfg.task!r} has no gold labels")
-    kept, unlabelled, conflicts, exact_dups = _labelled_rows(rows, gold, mapping)
+    kept, unlabelled, not_classes, conflicts, exact_dups = _labelled_rows(
+        rows, gold, mapping, aliases)
     scored = "gold" if gold else None
     counts = Counter(r["label"] for r in kept if scored in (None, r["label_source"]))
     dropped = {k: v for k, v in counts.items() if v < cfg.min_count}
@@ -222,11 +243,12 @@ def build(rows: list[sqlite3.Row], cfg: BuildConfig, gold: dict[str, str] | None
     labels = np.array([names.index(r["label"]) for r in kept])
     split = np.full(len(kept), "train", dtype=object)
     mask = np.array([scored in (None, r["label_source"]) for r in kept])
-    split[mask] = _split(labels[mask], groups[mask], cfg)
+    keys = group_keys([r["text"] for r in kept], groups)
+    split[mask] = split_of(keys[mask], cfg)
     held_out = set(groups[mask & (split != "train")].tolist())
     near_test = ~mask & np.isin(groups, list(held_out))
     split[near_test] = "left out"
-    not_drawn = _over_cap(labels, split, ~mask, cfg)
+    not_drawn = _over_cap(labels, split, ~mask, keys, cfg)
     split[not_drawn] = "left out"
     features = Features({"id": Value("string"), "text": Value("string"),
                          "label": ClassLabel(names=names), "source": Value("string"),
@@ -247,20 +269,22 @@ def build(rows: list[sqlite3.Row], cfg: BuildConfig, gold: dict[str, str] | None
         counts={s: dict(Counter(names[i] for i in dd[s]["label"])) for s in SPLITS},
         sources=_by(used, "source"), label_sources=_by(used, "label_source"),
         near_test_left_out=int(near_test.sum()), distant_not_drawn=int(not_drawn.sum()),
+        not_classes=dict(not_classes),
     )
     return dd, card
 
 
-def _over_cap(labels: np.ndarray, split: np.ndarray, distant: np.ndarray,
+def _over_cap(labels: np.ndarray, split: np.ndarray, distant: np.ndarray, keys: np.ndarray,
               cfg: BuildConfig) -> np.ndarray:
-    """Distant training rows beyond cfg.distant_per_label of their label, by a seeded draw."""
+    """Distant training rows beyond cfg.distant_per_label of their label: those whose group
+    key hashes highest, so that new rows do not redraw the old ones."""
     out = np.zeros(len(labels), dtype=bool)
     if cfg.distant_per_label is None:
         return out
-    rng = np.random.default_rng(cfg.seed)
+    rank = _uniform(keys, cfg.seed + 1)
     for label in np.unique(labels):
         rows = np.flatnonzero(distant & (split == "train") & (labels == label))
-        out[rng.permutation(rows)[cfg.distant_per_label:]] = True
+        out[rows[np.argsort(rank[rows], kind="stable")][cfg.distant_per_label:]] = True
     return out
 
 

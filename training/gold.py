@@ -1,4 +1,5 @@
-"""The hand-annotated gold set of a task: one CSV, checked row by row, written atomically.
+"""The gold set of a task: one CSV, checked row by row, written atomically. Its labels come from
+annotators who read each headline (data/annotations/AGREEMENT.md says who).
 
 `data/annotations/topics_gold.csv` is the record: the annotation tool appends to it, Label Studio
 imports merge into it, and `manset import` loads it into the label table (replacing the gold

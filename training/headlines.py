@@ -39,7 +39,7 @@ CREATE TABLE IF NOT EXISTS labels (
     headline_id TEXT NOT NULL,   -- headlines.id
     task TEXT NOT NULL,          -- training.tasks name, e.g. 'topic'
     label TEXT NOT NULL,         -- e.g. an IPTC qcode
-    label_source TEXT NOT NULL,  -- how the label is known: 'gold' = hand-annotated
+    label_source TEXT NOT NULL,  -- how it is known: 'gold' = annotated by reading (AGREEMENT.md)
     annotator TEXT,
     labelled_at TEXT,
     note TEXT,

@@ -16,11 +16,13 @@ from manset_serving import load
 
 from training import (
     baseline,
+    crosssource,
     dataset,
     evaluation,
     export,
     gold,
     headlines,
+    ingest,
     options,
     registry,
     tasks,
@@ -77,9 +79,10 @@ def build(paths: Paths, cfg: BuildConfig, save: bool = True) -> tuple[DatasetDic
     if task.needs_gold and not labels:
         raise ValueError(f"task {task.name!r} has no gold labels yet: annotate some "
                          f"(manset annotate --task {task.name}) and run `manset import`")
-    mapping = tasks.read_mapping(paths.data / task.mapping, paths.aliases().categories,
+    aliases = ingest.site_aliases(paths.aliases(), ingest.load_profiles())
+    mapping = tasks.read_mapping(paths.data / task.mapping, aliases.categories,
                                  set(label_names(paths, task.name))) if task.mapping else None
-    dd, card = dataset.build(rows, cfg, labels, mapping)
+    dd, card = dataset.build(rows, cfg, labels, mapping, aliases)
     if save:
         dataset.save(dd, card, paths.built(cfg.task))
     return dd, card
@@ -116,7 +119,8 @@ def tfidf_run(paths: Paths, task: str, cfg: baseline.TfidfConfig, dd: DatasetDic
             paths, Trained(task, "tfidf", run_id, dd, card, pipe.predict_proba,
                            config={"task": task, **asdict(cfg), "beta": beta},
                            write=lambda folder, info: export.write_tfidf(folder, arrays, info),
-                           metrics={"train_seconds": train_seconds}))
+                           metrics={"train_seconds": train_seconds},
+                           refit=lambda x, y, how: baseline.fit(cfg, x, y, how, False).predict))
 
 
 @dataclass(frozen=True)
@@ -134,6 +138,9 @@ class Trained:
     metrics: dict[str, float]  # e.g. train_seconds
     step: int = 0  # the final metrics are logged at this step: BERT's last training step, so
     #                they end its validation curves rather than start them at step 0
+    # The same family and settings trained afresh on other rows, for leave-one-source-out
+    # (training.crosssource); None where a family cannot afford it in a run (BERT on a CPU).
+    refit: crosssource.Refit | None = None
 
 
 @dataclass(frozen=True)
@@ -175,7 +182,13 @@ def finish_run(paths: Paths, t: Trained) -> Finished:
                               np.array(t.dd["validation"]["label"]), labels, "validation")
     ev = evaluation.evaluate(t.proba, x_test, y_test, labels)
     metrics = {**ev.metrics, "validation_macro_f1": val.metrics["validation_macro_f1"],
-               **catch_all_metrics(t.proba, t.dd, labels), **t.metrics}
+               **catch_all_metrics(t.proba, t.dd, labels), **t.metrics,
+               **crosssource.per_source(t.dd, ev.pred)}
+    cards = {"DATA_CARD.md": t.card.markdown()}
+    if t.refit is not None:
+        loso, folds = crosssource.leave_one_source_out(t.refit, t.dd, labels)
+        metrics |= loso
+        cards["CROSS_SOURCE.md"] = crosssource.markdown(folds, loso, labels)
     with staged_dir(paths.bundle(t.task, t.model)) as folder:
         names = label_names(paths, t.task)
         info = export.BundleInfo(t.task, t.model, labels, t.config, metrics, t.run_id,
@@ -193,15 +206,18 @@ def finish_run(paths: Paths, t: Trained) -> Finished:
         tracking.log_evaluation(
             metrics, ev.report, {"confusion_matrix": ev.confusion, "per_class_f1": ev.f1_chart},
             ev.worst, {"MODEL_CARD.md": (folder / "MODEL_CARD.md").read_text(encoding="utf-8"),
-                       "DATA_CARD.md": t.card.markdown()},
+                       **cards},
             {"dataset_fingerprint": t.card.fingerprint, "true": [labels[i] for i in y_test],
-             "predicted": [labels[i] for i in ev.pred]}, t.step)
+             "predicted": [labels[i] for i in ev.pred], "ids": list(t.dd["test"]["id"]),
+             # a later run re-scores this model only on rows it never trained on
+             "trained_on": sorted(t.dd["train"]["id"])}, t.step)
         example = x_test[:3]
         tracking.log_model(folder, t.task, example, pd.DataFrame(predictor.predict(example)),
                            export.requirements(t.model))
     return Finished(paths, t, metrics, registry.Challenger(
         t.task, t.run_id, t.card.fingerprint, metrics["test_macro_f1"], y_test, ev.pred, labels,
-        predict=lambda uri: _labels_of(uri, x_test)))
+        ids=list(t.dd["test"]["id"]),
+        predict=lambda uri, rows: _labels_of(uri, [x_test[i] for i in rows])))
 
 
 def pull_champion(paths: Paths, task: str) -> tuple[Path, str]:

@@ -42,7 +42,9 @@ class Challenger:
     y: np.ndarray  # true class ids of the test rows
     pred: np.ndarray  # its predicted class ids
     labels: list[str]
-    predict: Callable[[str], list[str]] | None = None  # model URI → its labels on these rows
+    ids: list[str] | None = None  # headline ids of the test rows
+    # (model URI, test row indices) → its labels on those rows
+    predict: Callable[[str, list[int]], list[str]] | None = None
 
 
 def promote(c: Challenger) -> Registration:
@@ -81,20 +83,24 @@ def _judge(c: Challenger, champion: ModelVersion | None) -> tuple[bool, str]:
     if champion is None:
         return True, "first version of the model"
     try:
-        theirs = _predictions(champion, c)
+        found = _predictions(champion, c)
     except Exception as e:
         return False, (f"champion v{champion.version} could not be re-scored on this dataset: "
                        f"{_cause(e)}")
-    if theirs is None:
+    if found is None:
         return False, f"champion v{champion.version} was tested on another dataset"
-    paired = compare.paired_bootstrap(c.y, c.pred, compare.class_ids(theirs, c.labels))
+    theirs, rows, how = found
+    if not rows:
+        return False, (f"champion v{champion.version} trained on every test row of this "
+                       "dataset, so they cannot compare")
+    paired = compare.paired_bootstrap(c.y[rows], c.pred[rows], compare.class_ids(theirs, c.labels))
     MlflowClient().log_batch(c.run_id, metrics=[
         Metric(k, v, int(time.time() * 1000), 0) for k, v in (
             ("promotion_delta_macro_f1", paired.delta), ("promotion_delta_ci_low", paired.low),
             ("promotion_delta_ci_high", paired.high), ("promotion_p_value", paired.p_value))])
     if paired.significant:
-        return True, f"beats champion v{champion.version}: {paired.describe()}"
-    return False, (f"not better than champion v{champion.version} by more than chance: "
+        return True, f"beats champion v{champion.version}{how}: {paired.describe()}"
+    return False, (f"not better than champion v{champion.version} by more than chance{how}: "
                    f"{paired.describe()}")
 
 
@@ -197,20 +203,34 @@ def _decided(run_id: str, name: str, version: str, move: bool, reason: str) -> R
     return Registration(version, move, reason)
 
 
-def _predictions(champion: ModelVersion, c: Challenger) -> list[str] | None:
-    """The champion's predicted labels on the challenger's test rows: its logged predictions
-    when it was tested on the same dataset, else re-scored; None when neither can be had."""
-    if champion.tags.get("dataset_fingerprint") == c.fingerprint:
-        try:
-            logged = mlflow.artifacts.load_dict(f"runs:/{champion.run_id}/{PREDICTIONS}")
-        except Exception:
-            logged = {}  # a champion from before predictions were logged
-        if logged.get("dataset_fingerprint") == c.fingerprint and \
-                len(logged.get("predicted", [])) == len(c.y):
-            return list(logged["predicted"])
+def _predictions(champion: ModelVersion, c: Challenger
+                 ) -> tuple[list[str], list[int], str] | None:
+    """The champion's predicted labels on the challenger's test rows, which rows those are, and
+    how they were had: its logged predictions when it was tested on the same dataset, else a
+    re-score on the test rows it never trained on (its logged `trained_on`). Labels it lacks
+    count as wrong, and labels the challenger lacks too: a new label set is judged on the new
+    dataset's rows. None when neither can be had."""
+    try:
+        logged = mlflow.artifacts.load_dict(f"runs:/{champion.run_id}/{PREDICTIONS}")
+    except Exception:
+        logged = {}  # a champion from before predictions were logged
+    every = list(range(len(c.y)))
+    if champion.tags.get("dataset_fingerprint") == c.fingerprint and \
+            logged.get("dataset_fingerprint") == c.fingerprint and \
+            len(logged.get("predicted", [])) == len(c.y):
+        return list(logged["predicted"]), every, ""
     if c.predict is None:
         return None
-    return c.predict(f"models:/{model_name(c.task)}/{champion.version}")
+    if "trained_on" in logged and c.ids is not None:
+        trained = set(logged["trained_on"])
+        rows = [i for i in every if c.ids[i] not in trained]
+        how = (f", re-scored on the {len(rows)} of {len(c.y)} test rows it never trained on "
+               "(another dataset)")
+    else:
+        rows, how = every, (f", re-scored on all {len(c.y)} test rows (another dataset; it "
+                            "logged no training rows, so some may be rows it trained on)")
+    return (c.predict(f"models:/{model_name(c.task)}/{champion.version}", rows) if rows else [],
+            rows, how)
 
 
 def download_champion(task: str, dst: Path) -> tuple[Path, str, str]:

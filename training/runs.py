@@ -9,11 +9,14 @@ from training.tracking import TrackingError, guarded
 
 # column → (heading, where it is read from a run)
 COLUMNS = {
-    "name": "name", "family": "family", "macro_f1": "macro-F1", "ci": "95% CI",
+    "name": "name", "family": "family",
+    # the figure a user's feed gets (leave-one-source-out), beside the in-source test figure
+    "cross_source_f1": "cross-source F1", "macro_f1": "in-source F1", "ci": "95% CI",
     "accuracy": "accuracy", "train_s": "train s", "throughput": "headlines/s",
     "dataset": "dataset", "champion": "champion", "started": "started", "run_id": "run id",
 }
-SORTABLE = ["macro_f1", "accuracy", "train_s", "throughput", "started", "name", "family"]
+SORTABLE = ["macro_f1", "cross_source_f1", "accuracy", "train_s", "throughput", "started", "name",
+            "family"]
 PAGE = 1000
 
 
@@ -50,7 +53,7 @@ def _row(r: Run, champion: str | None) -> dict:
     low, high = m.get("test_macro_f1_ci_low"), m.get("test_macro_f1_ci_high")
     return {
         "name": info.run_name, "family": tags.get("family", tags.get("model")),
-        "macro_f1": m.get("test_macro_f1"),
+        "cross_source_f1": m.get("loso_macro_f1"), "macro_f1": m.get("test_macro_f1"),
         "ci": None if low is None or high is None else [low, high],
         "accuracy": m.get("test_accuracy"), "train_s": m.get("train_seconds"),
         "throughput": m.get("predict_throughput_per_s"),

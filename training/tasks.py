@@ -1,7 +1,7 @@
 """The tasks: what a label is and where it comes from. Adding a task touches this file only.
 
 - category: the site section, from the section name through the alias tables.
-- topic: an IPTC Media Topic (data/topics.csv). Gold labels are hand-annotated
+- topic: an IPTC Media Topic (data/topics.csv). Gold labels are annotated by reading
   (data/annotations/topics_gold.csv); distant labels come from a category where the mapping is
   unambiguous (data/category_topics.csv). Gold always wins.
 """
@@ -39,7 +39,7 @@ class Task:
     distant_per_label: int | None = None
     # Files under data/, None where the task has none:
     taxonomy: str | None = None  # the label set with names (a CSV read by read_topics)
-    gold: str | None = None  # hand-annotated labels (training.gold); required when set
+    gold: str | None = None  # gold labels, annotated by reading (training.gold); required when set
     mapping: str | None = None  # section → label, for distant labels (training rows only)
 
     @property
