@@ -55,8 +55,7 @@ def mapping_baseline(root: Path, topic: dataset.DatasetDict, names: list[str]) -
     held = {dedup_key(t) for s in ("validation", "test") for t in topic[s]["text"]}
     keep = [i for i, t in enumerate(cat["train"]["text"]) if dedup_key(t) not in held]
     train = cat["train"].select(keep)
-    model = baseline.fit(baseline.TfidfConfig(), list(train["text"]), np.array(train["label"]),
-                         list(train["label_source"]))
+    model = baseline.fit_rows(baseline.TfidfConfig(), train)
     cat_names = cat["train"].features["label"].names
     mapping = tasks.read_mapping(root / "data" / "category_topics.csv", cat_names, set(names))
     predicted = [cat_names[i] for i in model.predict(list(topic["test"]["text"]))]
@@ -90,8 +89,7 @@ def main() -> int:
     validation = {}
     for w in GOLD_WEIGHTS:
         cfg = baseline.TfidfConfig(gold_weight=w)
-        model = baseline.fit(cfg, list(dd["train"]["text"]), np.array(dd["train"]["label"]),
-                             list(dd["train"]["label_source"]))
+        model = baseline.fit_rows(cfg, dd["train"])
         val_pred = model.predict(list(dd["validation"]["text"]))
         validation[w] = macro_f1(np.array(dd["validation"]["label"]), val_pred)
         preds[f"tfidf, gold weight {w:g}"] = model.predict(texts)

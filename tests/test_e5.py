@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import ctypes
+import json
 import math
 import shutil
 import subprocess
@@ -182,7 +183,7 @@ def test_e5_fine_tunes_through_the_whole_path(project: Path, folder: Path, cache
                                               monkeypatch: pytest.MonkeyPatch) -> None:
     """The real converted multilingual-e5-small (the tests above check the conversion): through
     the Trainer, ONNX export and parity check, its loss falls below that of an untrained head
-    (ln 6) and it beats chance on the test split."""
+    (ln of the number of classes) and it beats chance on the test split."""
     from training import bert
     from training.project import Paths
 
@@ -194,7 +195,8 @@ def test_e5_fine_tunes_through_the_whole_path(project: Path, folder: Path, cache
     result = bert.train_bert(Paths(project), "category", cfg)
     history = tracking_client(project).get_metric_history(result.run_id, "validation_loss")
     losses = [x.value for x in sorted(history, key=lambda x: x.step)]
-    assert len(losses) == 2 and losses[-1] < math.log(6), losses
+    classes = len(json.loads((result.bundle / "labels.json").read_text()))
+    assert len(losses) == 2 and losses[-1] < math.log(classes), losses
     # 30 CPU steps are not seeded bit for bit across thread counts: ask for well above chance
-    # (1/6 for six classes), not for a figure one machine happened to give.
-    assert result.metrics["test_macro_f1"] > 1.5 / 6
+    # (1/n for n classes), not for a figure one machine happened to give.
+    assert result.metrics["test_macro_f1"] > 1.5 / classes

@@ -2,6 +2,7 @@
 probabilities. A scikit-learn Pipeline at training time; plain arrays once exported."""
 
 import numpy as np
+from datasets import Dataset
 from manset_serving import features
 from manset_serving.features import FeatureConfig
 from scipy import sparse
@@ -47,6 +48,12 @@ def fit(cfg: TfidfConfig, texts: list[str], y: np.ndarray, label_sources: list[s
     """The pipeline fitted on the rows, gold rows weighted by cfg.gold_weight."""
     weights = np.where(np.array(label_sources) == "gold", cfg.gold_weight, 1.0)
     return make_pipeline(cfg, calibrated).fit(texts, y, clf__sample_weight=weights)
+
+
+def fit_rows(cfg: TfidfConfig, rows: Dataset, calibrated: bool = True) -> Pipeline:
+    """fit() on the rows of a built dataset (text, label, label_source columns)."""
+    return fit(cfg, list(rows["text"]), np.array(rows["label"]), list(rows["label_source"]),
+               calibrated)
 
 
 def export_arrays(pipe: Pipeline) -> tuple[dict[str, np.ndarray], float]:

@@ -45,6 +45,8 @@ def _known_task(name: str) -> str:
         raise typer.BadParameter(str(e)) from e
 
 
+ABSTAIN_HELP = ("Say \"not sure\" (label null, probabilities kept) when the top probability is "
+                "under the bundle's threshold, chosen on validation for 0.9 precision.")
 TaskOpt = Annotated[str, typer.Option(help="category or topic.", callback=_known_task)]
 
 
@@ -386,6 +388,8 @@ def predict(
                         "- reads lines from stdin.")] = None,
     int8: Annotated[bool, typer.Option(
         "--int8", help="A BERT bundle's int8 model: faster, within 0.5 point macro-F1.")] = False,
+    abstain: Annotated[bool, typer.Option(
+        "--abstain", help=ABSTAIN_HELP)] = False,
     root: RootOpt = Path("."),
 ) -> None:
     """Classify headlines with the registered champion of each task (models/<task>/champion/);
@@ -401,7 +405,7 @@ def predict(
         raise ValueError("no headlines given: pass them as arguments or with --input FILE")
     paths = _paths(root)
     models = {n: load(bundle or (paths.bundle(n, model) if model else paths.champion(n)),
-                      int8=int8) for n in names}
+                      int8=int8, abstain=abstain) for n in names}
     source = itertools.chain(texts or [], iter_headlines(input) if input is not None else [])
     done = 0
     while batch := list(itertools.islice(source, PREDICT_BATCH)):
@@ -441,6 +445,7 @@ def serve(
         help="Predictions running at once [default: cores, at most 8].")] = None,
     int8: Annotated[bool, typer.Option(
         "--int8", help="BERT bundles: serve the int8 model where the bundle kept one.")] = False,
+    abstain: Annotated[bool, typer.Option("--abstain", help=ABSTAIN_HELP)] = False,
     root: RootOpt = Path("."),
 ) -> None:
     """Serve the champion of every exported task over HTTP (POST /v1/classify, docs at /docs);
@@ -451,7 +456,7 @@ def serve(
     except ImportError as e:
         raise ProjectError(f"serve needs the serve extra ({e}): pip install -e './serving[serve]'"
                            ) from e
-    settings = Settings(_paths(root).models, int8=int8)
+    settings = Settings(_paths(root).models, int8=int8, abstain=abstain)
     if threads is not None:
         settings = dataclasses.replace(settings, threads=threads)
     err.print(f"serving {settings.models} on http://{host}:{port} (docs: /docs)")

@@ -18,13 +18,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-from datasets import DatasetDict, concatenate_datasets
+from datasets import Dataset, DatasetDict, concatenate_datasets
 from sklearn.metrics import accuracy_score, f1_score
 
 from training.evaluation import metric_key
 
-# (texts, class ids, label sources) → a predictor of class ids, trained on those rows
-Refit = Callable[[list[str], np.ndarray, list[str]], Callable[[list[str]], np.ndarray]]
+# training rows (a Dataset of the built columns) → a predictor of class ids, trained on them
+Refit = Callable[[Dataset], Callable[[list[str]], np.ndarray]]
 SMALL_SOURCE = 100  # rows: fewer than this and a source joins the "small-sources" fold
 SMALL = "small-sources"
 DISTANT = "category"  # label_source of rows that train only (training.dataset)
@@ -37,6 +37,8 @@ class Fold:
     rows: int  # scored rows of those sources
     unseen: dict[str, int]  # rows of classes the other sources lack, by label
     metrics: dict[str, float]
+    y: np.ndarray  # the scored rows' class ids (classes the fold could learn)
+    pred: np.ndarray  # the fold model's predictions of them
 
 
 def folds(sources: list[str]) -> dict[str, tuple[str, ...]]:
@@ -67,9 +69,8 @@ def leave_one_source_out(refit: Refit, dd: DatasetDict, labels: list[str]
     source, y, group = (np.array(rows[c]) for c in ("source", "label", "group"))
     scored = np.array(rows["label_source"]) != DISTANT
     t_source, t_group, t_y = (np.array(train[c]) for c in ("source", "group", "label"))
-    t_text, t_how = list(train["text"]), list(train["label_source"])
     texts = list(rows["text"])
-    pooled_y, pooled_pred, out = [], [], []
+    out: list[Fold] = []
     metrics: dict[str, float] = {}
     for name, held in folds(list(source[scored])).items():  # the folds of per_source too
         test = scored & np.isin(source, held)
@@ -79,8 +80,7 @@ def leave_one_source_out(refit: Refit, dd: DatasetDict, labels: list[str]
         seen = set(t_y[keep].tolist())
         ok = test & np.isin(y, list(seen))
         unseen = test & ~ok
-        idx = np.flatnonzero(keep)
-        predict = refit([t_text[i] for i in idx], t_y[keep], [t_how[i] for i in idx])
+        predict = refit(train.select(np.flatnonzero(keep)))
         pred = predict([texts[i] for i in np.flatnonzero(ok)]) if ok.any() else np.array([])
         key = metric_key(name)
         fold_metrics = _scores(y[ok], pred, f"loso_{key}") if ok.any() else {}
@@ -88,17 +88,20 @@ def leave_one_source_out(refit: Refit, dd: DatasetDict, labels: list[str]
         metrics |= fold_metrics
         out.append(Fold(name, held, int(test.sum()),
                         {labels[c]: int((y[unseen] == c).sum()) for c in set(y[unseen].tolist())},
-                        fold_metrics))
-        pooled_y.append(y[ok])
-        pooled_pred.append(pred)
-    py, pp = np.concatenate([[], *pooled_y]).astype(int), \
-        np.concatenate([[], *pooled_pred]).astype(int)
+                        fold_metrics, y[ok], np.asarray(pred, dtype=int)))
+    py, pp = pooled(out)
     if len(py):
         metrics |= _scores(py, pp, "loso")
         f1 = f1_score(py, pp, labels=list(range(len(labels))), average=None, zero_division=0)
         metrics |= {f"loso_f1_{metric_key(lb)}": float(f1[i]) for i, lb in enumerate(labels)
                     if (py == i).any()}
     return metrics, out
+
+
+def pooled(folds_: list[Fold]) -> tuple[np.ndarray, np.ndarray]:
+    """Every scored row's class and its prediction by the fold that never saw its source."""
+    return (np.concatenate([np.zeros(0, int), *(f.y for f in folds_)]).astype(int),
+            np.concatenate([np.zeros(0, int), *(f.pred for f in folds_)]).astype(int))
 
 
 def per_source(dd: DatasetDict, pred: np.ndarray) -> dict[str, float]:

@@ -27,6 +27,7 @@ class Evaluation:
     f1_chart: Figure  # F1 per class, as bars
     worst: list[dict]  # the most confident mistakes first
     pred: np.ndarray  # the predicted class of each row: the paired promotion test needs them
+    confidence: np.ndarray  # the top probability of each row: abstention is chosen on it
 
 
 def metric_key(label: str) -> str:
@@ -59,7 +60,67 @@ def evaluate(proba_fn: ProbaFn, texts: list[str], y: np.ndarray, labels: list[st
     low, high = compare.macro_f1_interval(y, pred)
     metrics |= {f"{prefix}_macro_f1_ci_low": low, f"{prefix}_macro_f1_ci_high": high}
     return Evaluation(metrics, report, confusion_figure(y, pred, labels), f1_figure(f, labels),
-                      worst, pred)
+                      worst, pred, proba.max(axis=1))
+
+
+# The precision a "not sure" threshold is chosen for: nine answers in ten right on validation.
+# A newsroom that routes "not sure" headlines to an editor trades coverage for it.
+ABSTAIN_PRECISION = 0.9
+
+
+@dataclass(frozen=True)
+class Abstention:
+    precision: float  # the target, on validation
+    threshold: float  # answer when the top probability is at least this, else abstain
+    coverage: float  # share of validation rows answered
+
+
+def abstention(val: Evaluation, y: np.ndarray, precision: float = ABSTAIN_PRECISION
+               ) -> Abstention:
+    """The threshold that answers the most validation rows at `precision` or better: midway
+    between the last row answered and the next, so that a float32 export of the same model
+    answers the same rows. 1.0 and no coverage when even the surest rows miss it."""
+    conf, correct = coverage_curve(val.confidence, val.pred == np.asarray(y))
+    # a cut can only fall between two different confidences (tied rows go together)
+    cut = np.append(conf[:-1] > conf[1:], True)
+    ok = np.flatnonzero((correct >= precision) & cut)
+    if not len(ok):
+        return Abstention(precision, 1.0, 0.0)
+    k = int(ok.max())
+    below = conf[k + 1] if k + 1 < len(conf) else 0.0
+    return Abstention(precision, float((conf[k] + below) / 2), (k + 1) / len(conf))
+
+
+def coverage_curve(confidence: np.ndarray, correct: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Rows sorted by confidence (surest first), and the precision of the first k+1 of them."""
+    order = np.argsort(-confidence, kind="stable")
+    return confidence[order], np.cumsum(correct[order]) / np.arange(1, len(order) + 1)
+
+
+def abstention_metrics(test: Evaluation, y: np.ndarray, a: Abstention) -> dict[str, float]:
+    answered = test.confidence >= a.threshold
+    right = test.pred[answered] == np.asarray(y)[answered]
+    return {"abstain_threshold": a.threshold, "validation_abstain_coverage": a.coverage,
+            "test_abstain_coverage": float(answered.mean()),
+            "test_abstain_precision": float(right.mean()) if answered.any() else 0.0}
+
+
+def coverage_figure(curves: dict[str, Evaluation], ys: dict[str, np.ndarray], a: Abstention
+                    ) -> Figure:
+    """Precision against coverage (rows answered, surest first), with the chosen threshold."""
+    fig = Figure(figsize=(6, 4))
+    ax = fig.subplots()
+    for name, ev in curves.items():
+        _, precision = coverage_curve(ev.confidence, ev.pred == np.asarray(ys[name]))
+        ax.plot(np.arange(1, len(precision) + 1) / max(len(precision), 1), precision, label=name)
+    ax.axhline(a.precision, color="grey", linestyle=":", label=f"target {a.precision:.2f}")
+    ax.axvline(a.coverage, color="tab:red", linestyle="--",
+               label=f"threshold {a.threshold:.3f}: {a.coverage:.0%} answered")
+    ax.set_xlabel("coverage (share answered)")
+    ax.set_ylabel("precision of the answered")
+    ax.legend(loc="lower left", fontsize=8)
+    fig.tight_layout()
+    return fig
 
 
 def f1_figure(f1: np.ndarray, labels: list[str]) -> Figure:

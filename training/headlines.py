@@ -97,15 +97,22 @@ class Aliases:
             self._map[(row["source"].strip(), label_key(row["alias"]))] = nfc(row["category"])
 
     def extended(self, entries: Iterable[tuple[str, str, str]], where: str) -> "Aliases":
-        """A copy with more (source, alias, category) entries, e.g. from a site profile;
-        a category outside the canonical set is an error naming `where`."""
+        """A copy with more (source, alias, category) entries, e.g. from a site profile; an
+        empty category says the section is not a class; a category outside the canonical set is
+        an error naming `where`."""
         new = copy.copy(self)
-        new._map = dict(self._map)
+        new._map, new._not_classes = dict(self._map), set(self._not_classes)
         for source, alias, category in entries:
+            key = (source, label_key(alias))
+            if not category:
+                new._not_classes.add(key)
+                new._map.pop(key, None)
+                continue
             if nfc(category) not in self.categories:
                 raise ValueError(f"{where}: section {alias!r} maps to {category!r}, which is not a "
                                  f"category ({', '.join(self.categories)})")
-            new._map[(source, label_key(alias))] = nfc(category)
+            new._not_classes.discard(key)
+            new._map[key] = nfc(category)
         return new
 
     def canonical(self, raw: str, source: str = "*") -> str | None:

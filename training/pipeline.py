@@ -111,8 +111,7 @@ def tfidf_run(paths: Paths, task: str, cfg: baseline.TfidfConfig, dd: DatasetDic
                       nested=nested) as run_id:
         tracking.log_dataset(dd, card.fingerprint, task, str(paths.built(task)))
         start = time.perf_counter()
-        pipe = baseline.fit(cfg, list(dd["train"]["text"]), np.array(dd["train"]["label"]),
-                            list(dd["train"]["label_source"]))
+        pipe = baseline.fit_rows(cfg, dd["train"])
         train_seconds = time.perf_counter() - start
         arrays, beta = baseline.export_arrays(pipe)
         return finish_run(
@@ -120,7 +119,7 @@ def tfidf_run(paths: Paths, task: str, cfg: baseline.TfidfConfig, dd: DatasetDic
                            config={"task": task, **asdict(cfg), "beta": beta},
                            write=lambda folder, info: export.write_tfidf(folder, arrays, info),
                            metrics={"train_seconds": train_seconds},
-                           refit=lambda x, y, how: baseline.fit(cfg, x, y, how, False).predict))
+                           refit=lambda rows: baseline.fit_rows(cfg, rows, False).predict))
 
 
 @dataclass(frozen=True)
@@ -178,12 +177,15 @@ def finish_run(paths: Paths, t: Trained) -> Finished:
     follows once the run has ended (Finished.promote)."""
     labels = t.dd["train"].features["label"].names
     x_test, y_test = list(t.dd["test"]["text"]), np.array(t.dd["test"]["label"])
-    val = evaluation.evaluate(t.proba, list(t.dd["validation"]["text"]),
-                              np.array(t.dd["validation"]["label"]), labels, "validation")
+    y_val = np.array(t.dd["validation"]["label"])
+    val = evaluation.evaluate(t.proba, list(t.dd["validation"]["text"]), y_val, labels,
+                              "validation")
     ev = evaluation.evaluate(t.proba, x_test, y_test, labels)
+    abstain = evaluation.abstention(val, y_val)
     metrics = {**ev.metrics, "validation_macro_f1": val.metrics["validation_macro_f1"],
                **catch_all_metrics(t.proba, t.dd, labels), **t.metrics,
-               **crosssource.per_source(t.dd, ev.pred)}
+               **crosssource.per_source(t.dd, ev.pred),
+               **evaluation.abstention_metrics(ev, y_test, abstain)}
     cards = {"DATA_CARD.md": t.card.markdown()}
     if t.refit is not None:
         loso, folds = crosssource.leave_one_source_out(t.refit, t.dd, labels)
@@ -191,7 +193,8 @@ def finish_run(paths: Paths, t: Trained) -> Finished:
         cards["CROSS_SOURCE.md"] = crosssource.markdown(folds, loso, labels)
     with staged_dir(paths.bundle(t.task, t.model)) as folder:
         names = label_names(paths, t.task)
-        info = export.BundleInfo(t.task, t.model, labels, t.config, metrics, t.run_id,
+        config = {**t.config, "abstain": asdict(abstain)}  # used when a service asks for it
+        info = export.BundleInfo(t.task, t.model, labels, config, metrics, t.run_id,
                                  t.card.fingerprint, t.card.markdown(),
                                  {lb: names[lb] for lb in labels if lb in names})
         t.write(folder, info)
@@ -204,7 +207,10 @@ def finish_run(paths: Paths, t: Trained) -> Finished:
         metrics |= evaluation.speed(predictor.predict_proba, x_test)
         export.finish(folder, dataclasses.replace(info, metrics=metrics))  # card with speed
         tracking.log_evaluation(
-            metrics, ev.report, {"confusion_matrix": ev.confusion, "per_class_f1": ev.f1_chart},
+            metrics, ev.report, {"confusion_matrix": ev.confusion, "per_class_f1": ev.f1_chart,
+                                 "coverage_precision": evaluation.coverage_figure(
+                                     {"validation": val, "test": ev},
+                                     {"validation": y_val, "test": y_test}, abstain)},
             ev.worst, {"MODEL_CARD.md": (folder / "MODEL_CARD.md").read_text(encoding="utf-8"),
                        **cards},
             {"dataset_fingerprint": t.card.fingerprint, "true": [labels[i] for i in y_test],

@@ -55,9 +55,7 @@ def objective(dd: DatasetDict, base: TfidfConfig, seed: int
     partial = np.sort(order[:max(int(len(train) * PARTIAL), 2)])
 
     def score(cfg: TfidfConfig, rows: np.ndarray) -> float:
-        sub = train.select(rows)
-        pipe = baseline.fit(cfg, list(sub["text"]), np.array(sub["label"]),
-                            list(sub["label_source"]), calibrated=False)  # same labels
+        pipe = baseline.fit_rows(cfg, train.select(rows), calibrated=False)  # same labels
         return float(f1_score(y_val, pipe.predict(x_val), average="macro"))
 
     def run_trial(trial: optuna.Trial) -> float:

@@ -336,5 +336,8 @@ def log_model(bundle: Path, task: str, example: list[str], output: pd.DataFrame,
             code_paths=[str(code)], pip_requirements=requirements,
             signature=ModelSignature(inputs=None, outputs=signature.outputs),
             input_example=pd.DataFrame({"text": example}),
+            # overridable at load: model_config={"abstain": True}, or for `mlflow models
+            # serve` MLFLOW_PYFUNC_INFERENCE_CONFIG='{"abstain": true}'
+            model_config={"abstain": False},
             registered_model_name=model_name(task))
     return info.model_uri

@@ -79,6 +79,9 @@ class Model:
     predictor: Predictor
     names: dict[str, dict[str, str]] = field(default_factory=dict)  # label → {"en", "tr"}
     max_chars: int = MAX_CHARS
+    # "Not sure": below this top probability the label is None (null in JSON) and the
+    # probabilities still say the best guess. None: always answer (the default).
+    abstain_below: float | None = None
 
     @property
     def labels(self) -> list[str]:
@@ -104,29 +107,44 @@ class Model:
 
     def predict(self, texts: object) -> list[dict[str, Any]]:
         """One dict per headline: {"label", "name" (when the labels are codes), "probabilities"}.
-        Bad input raises InputError naming the item."""
+        "label" is None when the model abstains. Bad input raises InputError naming the item."""
         return self.rows(self.predict_proba(check_texts(texts, self.max_chars)))
 
     def rows(self, proba: np.ndarray) -> list[dict[str, Any]]:
         out = []
         for row in proba:
-            label = self.labels[int(row.argmax())]
+            label: str | None = self.labels[int(row.argmax())]
+            if self.abstain_below is not None and row.max() < self.abstain_below:
+                label = None
             named = {"name": self.names[label]} if label in self.names else {}
             out.append({"label": label, **named, "probabilities": {
                 lb: round(float(p), 6) for lb, p in zip(self.labels, row, strict=True)}})
         return out
 
 
-def load(folder: Path | str, int8: bool = False) -> Model:
+def load(folder: Path | str, int8: bool = False, abstain: bool = False) -> Model:
     """The bundle in `folder`, whatever its family, after its manifest checks. int8 picks a BERT
-    bundle's quantised model. Any fault is a BundleError naming the file."""
+    bundle's quantised model; abstain, its "not sure" threshold (abstention_threshold). Any
+    fault is a BundleError naming the file."""
     bundle = Bundle(Path(folder))
     loader = FAMILIES.get(bundle.model)
     if loader is None:
         raise bundle.error(f"model family {bundle.model!r} is not one of {sorted(FAMILIES)}",
                            "manifest.json")
     predictor = loader(bundle, int8)
-    return Model(bundle, predictor, bundle.names(predictor.labels))
+    below = abstention_threshold(bundle) if abstain else None
+    return Model(bundle, predictor, bundle.names(predictor.labels), abstain_below=below)
+
+
+def abstention_threshold(bundle: Bundle) -> float:
+    """The top probability under which the model says "not sure": chosen on validation at
+    training time for the precision the bundle's config states (config.json "abstain")."""
+    found = bundle.config().get("abstain")
+    threshold = found.get("threshold") if isinstance(found, dict) else None
+    if not isinstance(threshold, int | float) or not 0 <= threshold <= 1:
+        raise bundle.error("has no abstention threshold (config.json 'abstain'); export it "
+                           "again with this manset to abstain", "config.json")
+    return float(threshold)
 
 
 __all__ = ["FAMILIES", "BundleError", "Model", "load"]

@@ -51,7 +51,10 @@ def texts_from(model_input: Any) -> list:
 
 class BundleModel(PythonModel):
     def load_context(self, context):
-        self.model = load(Path(context.artifacts["bundle"]))
+        # mlflow.pyfunc.load_model(uri, model_config={"abstain": True}): "not sure" (label
+        # None) below the bundle's threshold, as `manset predict --abstain` and the service
+        config = getattr(context, "model_config", None) or {}
+        self.model = load(Path(context.artifacts["bundle"]), abstain=bool(config.get("abstain")))
 
     def predict(self, context, model_input, params=None) -> pd.DataFrame:
         try:

@@ -55,6 +55,7 @@ class Settings:
     threads: int = min(8, os.cpu_count() or 1)  # predictions running at once
     reload_seconds: float = 2.0  # how often champion/ is checked for a new bundle
     int8: bool = False  # BERT bundles: the int8 model where the bundle kept it
+    abstain: bool = False  # "not sure" (label null) below each bundle's threshold
     inline_seconds: float = 0.002  # a small call expected to take less skips the thread pool
 
 
@@ -67,7 +68,8 @@ class ClassifyRequest(BaseModel):
 
 
 class Prediction(BaseModel):
-    label: str
+    label: str | None = Field(description="null when the service abstains (--abstain): the "
+                                          "probabilities still hold the best guess")
     name: dict[str, str] | None = Field(None, description="{en, tr} when labels are codes")
     probabilities: dict[str, float]
 
@@ -127,6 +129,7 @@ class Registry:
 
     models_dir: Path
     int8: bool = False  # serve a BERT bundle's int8 model when the bundle kept one
+    abstain: bool = False  # label null below the bundle's abstention threshold
     loaded: dict[str, Loaded] = field(default_factory=dict)
     errors: dict[str, str] = field(default_factory=dict)  # task → why its bundle did not load
     _tried: dict[str, tuple | None] = field(default_factory=dict)  # task → signature tried
@@ -172,7 +175,8 @@ class Registry:
             self._tried[task] = sig
             try:
                 folder = champion_dir(self.models_dir, task)
-                model = load(folder, int8=self.int8 and has_int8(Bundle(folder)))
+                model = load(folder, int8=self.int8 and has_int8(Bundle(folder)),
+                             abstain=self.abstain)
                 model.bundle.verify_all()
             except (ValueError, OSError) as e:  # BundleError is a ValueError
                 self._fail(task, str(e))
@@ -324,7 +328,7 @@ class _Front:
 
 
 def create_app(settings: Settings) -> FastAPI:
-    registry = Registry(settings.models, settings.int8)
+    registry = Registry(settings.models, settings.int8, settings.abstain)
     limiter = anyio.CapacityLimiter(settings.threads)
     stop = threading.Event()
 
@@ -469,8 +473,11 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--int8", action="store_true",
                     help="Serve a BERT bundle's int8 ONNX model (faster, within 0.5 point "
                          "macro-F1) where the bundle kept one")
+    ap.add_argument("--abstain", action="store_true",
+                    help="Answer label null (\"not sure\") below each bundle's threshold, "
+                         "chosen on validation for the precision its config states")
     args = ap.parse_args(argv)
-    serve(Settings(args.models, int8=args.int8, max_batch=args.max_batch, max_chars=args.max_chars,
+    serve(Settings(args.models, int8=args.int8, abstain=args.abstain, max_batch=args.max_batch, max_chars=args.max_chars,
                    max_body=args.max_body, threads=args.threads,
                    reload_seconds=args.reload_seconds, inline_seconds=args.inline_ms / 1000),
           args.host, args.port)
