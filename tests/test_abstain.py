@@ -86,5 +86,5 @@ def test_a_bundle_without_a_threshold_cannot_abstain(trained: Path, tmp_path: Pa
     manifest["files"]["config.json"] = sha256(copy / "config.json")
     (copy / "manifest.json").write_text(json.dumps(manifest))
     load(copy)  # answering is still fine
-    with pytest.raises(ValueError, match="config.json.*no abstention threshold"):
+    with pytest.raises(ValueError, match=r"config.json.*no abstention threshold"):
         load(copy, abstain=True)

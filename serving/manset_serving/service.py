@@ -477,7 +477,7 @@ def main(argv: list[str] | None = None) -> None:
                     help="Answer label null (\"not sure\") below each bundle's threshold, "
                          "chosen on validation for the precision its config states")
     args = ap.parse_args(argv)
-    serve(Settings(args.models, int8=args.int8, abstain=args.abstain, max_batch=args.max_batch, max_chars=args.max_chars,
-                   max_body=args.max_body, threads=args.threads,
+    serve(Settings(args.models, int8=args.int8, abstain=args.abstain, max_batch=args.max_batch,
+                   max_chars=args.max_chars, max_body=args.max_body, threads=args.threads,
                    reload_seconds=args.reload_seconds, inline_seconds=args.inline_ms / 1000),
           args.host, args.port)
