@@ -16,7 +16,7 @@ without its temperature (the argmax, hence every label, is the same).
   2016-19, TRT Haber 2020-24, the saved pages 2016-25).
 
     .venv/bin/python benchmarks/cross_source.py --variants --levers --time
-Reads the headline table (`manset import` first); writes benchmarks/out/cross_source.json.
+Reads the headline table (`manset import` first); writes benchmarks/out/cross_source_<part>.json.
 """
 
 import argparse
@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 from datasets import Dataset, DatasetDict
+from manset_serving.features import FeatureConfig
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import f1_score
 
@@ -73,10 +74,10 @@ def build(extra: list[tuple[str, str, str]]) -> DatasetDict:
 
 
 def tfidf(rows: Dataset, weights: Callable[[Dataset], np.ndarray] | None = None,
-          strip: bool = False) -> Predictor:
+          strip: bool = False, config: TfidfConfig | None = None) -> Predictor:
     clean = (lambda ts: [ARTEFACTS.sub("", t) for t in ts]) if strip else list
     w = np.ones(len(rows)) if weights is None else weights(rows)
-    pipe = baseline.make_pipeline(TfidfConfig(), calibrated=False)
+    pipe = baseline.make_pipeline(config or TfidfConfig(), calibrated=False)
     pipe.fit(clean(rows["text"]), np.array(rows["label"]), clf__sample_weight=w)
     return lambda texts: pipe.predict(clean(texts))
 
@@ -116,10 +117,12 @@ def use_vectors(texts: list[str]) -> np.ndarray:
     return np.stack([known[k] for k in key])
 
 
-def use_proba(rows: Dataset) -> Callable[[list[str]], np.ndarray]:
+def use_proba(rows: Dataset, weights: Callable[[Dataset], np.ndarray] | None = None
+              ) -> Callable[[list[str]], np.ndarray]:
     y = np.array(rows["label"])
     lr = LogisticRegression(C=4.0, max_iter=2000, class_weight="balanced")
-    lr.fit(use_vectors(list(rows["text"])), y)
+    lr.fit(use_vectors(list(rows["text"])), y,
+           sample_weight=None if weights is None else weights(rows))
     n = rows.features["label"].num_classes
 
     def proba(texts: list[str]) -> np.ndarray:
@@ -129,9 +132,12 @@ def use_proba(rows: Dataset) -> Callable[[list[str]], np.ndarray]:
     return proba
 
 
-def ensemble(rows: Dataset) -> Predictor:
-    pipe = baseline.fit_rows(TfidfConfig(), rows)  # calibrated: probabilities to average
-    use = use_proba(rows)
+def ensemble(rows: Dataset, balanced: bool = False) -> Predictor:
+    weights = source_balanced if balanced else None
+    pipe = baseline.make_pipeline(TfidfConfig())  # calibrated: probabilities to average
+    pipe.fit(list(rows["text"]), np.array(rows["label"]), clf__sample_weight=None
+             if weights is None else weights(rows))
+    use = use_proba(rows, weights)
     n = rows.features["label"].num_classes
 
     def predict(texts: list[str]) -> np.ndarray:
@@ -148,6 +154,10 @@ LEVERS: dict[str, Callable[[Dataset], Predictor]] = {
     "USE + logistic regression": lambda rows: (lambda p: lambda t: p(t).argmax(1))(
         use_proba(rows)),
     "TF-IDF + USE (mean probability)": ensemble,
+    "TF-IDF + USE, sources balanced in both": lambda rows: ensemble(rows, balanced=True),
+    "TF-IDF without 1-2 letter n-grams (char 3-5)": lambda rows: tfidf(rows, config=TfidfConfig(
+        features=FeatureConfig(char_min=3))),
+    "TF-IDF, C 0.1 (more regularised)": lambda rows: tfidf(rows, config=TfidfConfig(C=0.1)),
 }
 
 
@@ -191,6 +201,7 @@ def main() -> None:
     ap.add_argument("--variants", action="store_true")
     ap.add_argument("--levers", action="store_true")
     ap.add_argument("--time", action="store_true")
+    ap.add_argument("--only", nargs="*", help="Levers to run (the plain one always runs).")
     args = ap.parse_args()
     out: dict = {}
     shipped = build([])
@@ -206,6 +217,8 @@ def main() -> None:
         out["levers"] = {}
         base = None
         for name, fit in LEVERS.items():
+            if args.only and name != "plain TF-IDF" and name not in args.only:
+                continue
             s = scores(shipped, fit)
             y, pred = s["pooled"]
             base = pred if base is None else base
@@ -221,7 +234,9 @@ def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     for s in out.get("levers", {}).values():
         s.pop("pooled")
-    (OUT / "cross_source.json").write_text(json.dumps(out, ensure_ascii=False, indent=1))
+    for section, figures in out.items():
+        (OUT / f"cross_source_{section}.json").write_text(
+            json.dumps(figures, ensure_ascii=False, indent=1))
 
 
 if __name__ == "__main__":
