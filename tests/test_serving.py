@@ -39,7 +39,7 @@ def small_bundle(folder: Path) -> Path:
     info = export.BundleInfo("category", "tfidf", list(SECTIONS),
                              {"task": "category", "features": cfg.features.__dict__,
                               "beta": beta}, {"test_macro_f1": 0.9}, "run-1", "fp", "card")
-    export.write_tfidf(folder, arrays, info)
+    export.write_arrays(folder, arrays, info)
     return folder
 
 

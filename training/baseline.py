@@ -1,6 +1,8 @@
 """The TF-IDF baseline: hashed word + character n-grams, a balanced linear SVM, temperature-scaled
 probabilities. A scikit-learn Pipeline at training time; plain arrays once exported."""
 
+from collections.abc import Callable
+
 import numpy as np
 from datasets import Dataset
 from manset_serving import features
@@ -54,6 +56,16 @@ def fit_rows(cfg: TfidfConfig, rows: Dataset, calibrated: bool = True) -> Pipeli
     """fit() on the rows of a built dataset (text, label, label_source columns)."""
     return fit(cfg, list(rows["text"]), np.array(rows["label"]), list(rows["label_source"]),
                calibrated)
+
+
+def proba_fn(pipe: Pipeline, labels: int) -> Callable[[list[str]], np.ndarray]:
+    """The fitted pipeline's probabilities over all `labels` classes (a class its rows lacked
+    gets 0), as the other families give them."""
+    def proba(texts: list[str]) -> np.ndarray:
+        out = np.zeros((len(texts), labels))
+        out[:, pipe.classes_] = pipe.predict_proba(texts)
+        return out
+    return proba
 
 
 def export_arrays(pipe: Pipeline) -> tuple[dict[str, np.ndarray], float]:

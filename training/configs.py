@@ -2,7 +2,8 @@
 command-line options and config files are derived from them (training/options.py). Light to
 import: the CLI reads them before anything heavy loads."""
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
+from typing import TypeVar
 
 from manset_serving.features import FeatureConfig
 
@@ -91,3 +92,35 @@ class BertTrainConfig:
     def params(self) -> dict[str, object]:
         """Flat parameters for MLflow; None (chosen at run time) shows as 'auto'."""
         return {k: "auto" if v is None else v for k, v in asdict(self).items()}
+
+
+@dataclass(frozen=True)
+class UseConfig:
+    # Each setting's help (metadata) is also its command-line help: training/options.py.
+    C: float = field(default=4.0, metadata={
+        "help": "Inverse regularisation of the logistic regression on the 512-d embeddings "
+                "(benchmarks/cross_source.py's setting)."})
+    class_weight: str | None = field(default="balanced", metadata={
+        "help": "balanced or none, as the TF-IDF baseline: every class counts the same."})
+    max_iter: int = field(default=2000, metadata={
+        "help": "lbfgs iterations: 2,000 converge on 50k headlines."})
+    seed: int = field(default=13, metadata={"help": "Seed of the solver."})
+
+    def __post_init__(self) -> None:
+        if self.C <= 0 or self.max_iter < 1:
+            raise ValueError("C and max_iter must be positive")
+
+    def params(self) -> dict[str, object]:
+        return asdict(self)
+
+
+C = TypeVar("C")
+
+
+def from_saved(cls: type[C], saved: dict) -> C:
+    """The config of a family as a bundle saved it in config.json (other keys ignored)."""
+    names = {f.name for f in fields(cls)}  # type: ignore[arg-type]
+    kept = {k: v for k, v in saved.items() if k in names}
+    if "features" in kept:
+        kept["features"] = FeatureConfig(**kept["features"])
+    return cls(**kept)

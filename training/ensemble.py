@@ -1,8 +1,9 @@
-"""The ensemble family: a TF-IDF bundle and a BERT bundle of the same dataset, their
-probabilities blended with the weight that scores best on the validation split (never test).
+"""The ensemble family: a TF-IDF bundle and a bundle of another family (BERT, or USE) of the
+same dataset, their probabilities blended with the weight that scores best on the validation split
+(never test).
 
-The members are the bundles the families' last runs wrote (models/<task>/tfidf and .../bert) or
-any other pair given by path. They are copied into the ensemble's bundle with what their
+The members are the bundles the families' last runs wrote (models/<task>/tfidf and .../bert or
+.../use) or any other pair given by path. They are copied into the ensemble's bundle with what their
 predictors read (a BERT member without its Hugging Face folder), the ensemble's manifest lists
 every member file (manset_serving/ensemble.py), and they are scored through the same lean
 predictors a service uses. The run reports the paired test of the blend against each member on
@@ -13,23 +14,27 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+from datasets import Dataset
 from manset_serving import Model, load
 from manset_serving.bundle import BundleError
 from sklearn.metrics import f1_score
 
-from training import compare, dataset, evaluation, export, tracking
+from training import baseline, compare, crosssource, dataset, evaluation, export, tracking
+from training.configs import TfidfConfig, UseConfig, from_saved
 from training.pipeline import Trained, TrainResult, finish_run
 from training.project import Paths, ProjectError
 
-MEMBERS = ("tfidf", "bert")  # the families blended; a member's folder in the bundle
-GRID = np.round(np.linspace(0.0, 1.0, 21), 2)  # BERT's weight, in steps of 0.05
+FIRST = "tfidf"  # every blend has a TF-IDF member
+SECONDS = ("bert", "use")  # the other member's family; a member's folder in the bundle
+MEMBERS = (FIRST, "bert")  # the default pair
+GRID = np.round(np.linspace(0.0, 1.0, 21), 2)  # the second member's weight, in steps of 0.05
 
 
-def choose_weight(y: np.ndarray, tfidf: np.ndarray, bert: np.ndarray) -> tuple[float, dict]:
-    """BERT's weight with the best validation macro-F1 on the grid, and each weight's score.
-    Among weights within 0.001 of the best, the one nearest an even blend: the validation split
-    cannot tell such neighbours apart, and the even blend is the safer guess."""
-    scores = {float(w): float(f1_score(y, ((1 - w) * tfidf + w * bert).argmax(1),
+def choose_weight(y: np.ndarray, tfidf: np.ndarray, second: np.ndarray) -> tuple[float, dict]:
+    """The second member's weight with the best validation macro-F1 on the grid, and each
+    weight's score. Among weights within 0.001 of the best, the one nearest an even blend: the
+    validation split cannot tell such neighbours apart, and the even blend is the safer guess."""
+    scores = {float(w): float(f1_score(y, ((1 - w) * tfidf + w * second).argmax(1),
                                        average="macro")) for w in GRID}
     best = max(scores.values())
     weight = min((w for w, s in scores.items() if s >= best - 0.001), key=lambda w: abs(w - 0.5))
@@ -68,11 +73,15 @@ def _memoised(fn: evaluation.ProbaFn) -> evaluation.ProbaFn:
     return proba
 
 
-def train_ensemble(paths: Paths, task: str, tfidf: Path | None = None, bert: Path | None = None,
-                   meta: tracking.RunMeta | None = None) -> TrainResult:
+def train_ensemble(paths: Paths, task: str, tfidf: Path | None = None,
+                   second: Path | None = None, meta: tracking.RunMeta | None = None,
+                   family: str = "bert") -> TrainResult:
+    """Blend the TF-IDF bundle with a bundle of `family` (bert or use); None: the last run's."""
+    if family not in SECONDS:
+        raise ValueError(f"--with {family!r}: one of {', '.join(SECONDS)}")
     dd, card = dataset.load(paths.built(task))
     models = {f: _member(paths, task, f, given, card.fingerprint)
-              for f, given in zip(MEMBERS, (tfidf, bert), strict=True)}
+              for f, given in zip((FIRST, family), (tfidf, second), strict=True)}
     labels = dd["train"].features["label"].names
     for model in models.values():
         if model.labels != labels:
@@ -80,41 +89,63 @@ def train_ensemble(paths: Paths, task: str, tfidf: Path | None = None, bert: Pat
                                f"{labels}")
     probas = {f: _memoised(m.predict_proba) for f, m in models.items()}
     x_val, y_val = list(dd["validation"]["text"]), np.array(dd["validation"]["label"])
-    weight, scores = choose_weight(y_val, probas["tfidf"](x_val), probas["bert"](x_val))
-    weights = {"tfidf": round(1 - weight, 2), "bert": weight}
+    weight, scores = choose_weight(y_val, probas[FIRST](x_val), probas[family](x_val))
+    weights = {FIRST: round(1 - weight, 2), family: weight}
 
     def blend(texts: list[str]) -> np.ndarray:
         return sum(w * probas[f](texts) for f, w in weights.items())  # type: ignore[return-value]
 
-    params = {"bert_weight": weight, **{f"member_{f}_run_id": m.bundle.run_id or "none"
-                                        for f, m in models.items()},
+    params = {f"{family}_weight": weight, **{f"member_{f}_run_id": m.bundle.run_id or "none"
+                                             for f, m in models.items()},
               **{f"member_{f}_bundle": str(m.bundle.folder) for f, m in models.items()}}
     tracking.configure(paths.root)
-    with tracking.run(task, "ensemble", paths.root, params, meta, {"bert_weight": weight}
+    with tracking.run(task, "ensemble", paths.root, params, meta, {f"{family}_weight": weight}
                       ) as run_id:
         tracking.log_dataset(dd, card.fingerprint, task, str(paths.built(task)))
         for w, s in scores.items():
-            tracking.log_curve("validation_macro_f1_by_bert_weight", s, round(w * 100))
+            tracking.log_curve(f"validation_macro_f1_by_{family}_weight", s, round(w * 100))
         x_test, y_test = list(dd["test"]["text"]), np.array(dd["test"]["label"])
         pred = blend(x_test).argmax(1)
         paired = {f: compare.paired_bootstrap(y_test, pred, proba(x_test).argmax(1))
                   for f, proba in probas.items()}
         versus: dict[str, float] = {}
-        for family, p in paired.items():
-            versus |= {f"vs_{family}_delta_macro_f1": p.delta, f"vs_{family}_p_value": p.p_value,
-                       f"member_{family}_test_macro_f1": float(models[family].bundle.manifest[
+        for member, p in paired.items():
+            versus |= {f"vs_{member}_delta_macro_f1": p.delta, f"vs_{member}_p_value": p.p_value,
+                       f"member_{member}_test_macro_f1": float(models[member].bundle.manifest[
                            "metrics"].get("test_macro_f1", np.nan))}
         said = verdict(paired)
         tracking.set_tag("manset.ensemble_verdict", said)
         config = {"task": task, "members": weights, "verdict": said,
-                  "validation_macro_f1_by_bert_weight": scores,
+                  f"validation_macro_f1_by_{family}_weight": scores,
                   "member_run_ids": {f: m.bundle.run_id for f, m in models.items()}}
         finished = finish_run(paths, Trained(
             task, "ensemble", run_id, dd, card, blend, config,
-            write=_writer({f: m.bundle.folder for f, m in models.items()}), metrics=versus))
+            write=_writer({f: m.bundle.folder for f, m in models.items()}), metrics=versus,
+            refit=_refit(models, weights)))
     result = finished.promote()  # once the run has ended
     result.note = " ".join(x for x in (f"The ensemble {said}.", result.note) if x)
     return result
+
+
+def _refit(models: dict[str, Model], weights: dict[str, float]) -> crosssource.Refit | None:
+    """The blend trained afresh on other rows (leave-one-source-out), with the members' settings
+    and the chosen weight: for members that refit in minutes on a CPU (TF-IDF and USE). A BERT
+    member would need a fine-tune per source: None."""
+    if set(models) != {FIRST, "use"}:
+        return None
+    from training import use
+
+    tfidf_cfg = from_saved(TfidfConfig, models[FIRST].bundle.config())
+    use_cfg = from_saved(UseConfig, models["use"].bundle.config())
+    vectors = use.Vectors()
+
+    def refit(rows: Dataset) -> Callable[[list[str]], np.ndarray]:
+        first = baseline.proba_fn(baseline.fit_rows(tfidf_cfg, rows),
+                                  rows.features["label"].num_classes)
+        second = use.proba_of(use.fit(use_cfg, rows, vectors), vectors)
+        return lambda texts: (weights[FIRST] * first(texts) +
+                              weights["use"] * second(texts)).argmax(1)
+    return refit
 
 
 def _writer(folders: dict[str, Path]) -> Callable[[Path, export.BundleInfo], None]:

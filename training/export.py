@@ -3,6 +3,7 @@
 import json
 import platform
 import shutil
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib import metadata
@@ -48,12 +49,13 @@ def versions() -> dict[str, str]:
     return out
 
 
-def requirements(family: str) -> list[str]:
+def requirements(family: str, members: Iterable[str] = ()) -> list[str]:
     """What the MLflow pyfunc of a bundle needs besides MLflow (which brings pandas): the
-    manset_serving package travels with the model, its dependencies are these. Lower bounds at
-    the trained versions' minor release, not pins, so a Spark or serving image can keep its own
-    pandas and patch releases."""
-    return [f"{p}>={'.'.join(metadata.version(p).split('.')[:2])}" for p in PACKAGES[family]]
+    manset_serving package travels with the model, its dependencies are these (an ensemble's:
+    its members' families'). Lower bounds at the trained versions' minor release, not pins, so a
+    Spark or serving image can keep its own pandas and patch releases."""
+    needed = dict.fromkeys(p for f in (list(members) or [family]) for p in PACKAGES[f])
+    return [f"{p}>={'.'.join(metadata.version(p).split('.')[:2])}" for p in needed]
 
 
 def _onnx_lines(info: BundleInfo) -> list[str]:
@@ -144,7 +146,8 @@ def finish(folder: Path, info: BundleInfo) -> None:
     readable(folder)  # a service often runs as another user
 
 
-def write_tfidf(folder: Path, arrays: dict[str, np.ndarray], info: BundleInfo) -> None:
+def write_arrays(folder: Path, arrays: dict[str, np.ndarray], info: BundleInfo) -> None:
+    """A TF-IDF or USE bundle: its arrays as model.safetensors, then finish()."""
     save_file(arrays, str(folder / MODEL_FILE))
     finish(folder, info)
 

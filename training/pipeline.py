@@ -117,7 +117,7 @@ def tfidf_run(paths: Paths, task: str, cfg: baseline.TfidfConfig, dd: DatasetDic
         return finish_run(
             paths, Trained(task, "tfidf", run_id, dd, card, pipe.predict_proba,
                            config={"task": task, **asdict(cfg), "beta": beta},
-                           write=lambda folder, info: export.write_tfidf(folder, arrays, info),
+                           write=lambda folder, info: export.write_arrays(folder, arrays, info),
                            metrics={"train_seconds": train_seconds},
                            refit=lambda rows: baseline.fit_rows(cfg, rows, False).predict))
 
@@ -219,7 +219,7 @@ def finish_run(paths: Paths, t: Trained) -> Finished:
              "trained_on": sorted(t.dd["train"]["id"])}, t.step)
         example = x_test[:3]
         tracking.log_model(folder, t.task, example, pd.DataFrame(predictor.predict(example)),
-                           export.requirements(t.model))
+                           export.requirements(t.model, t.config.get("members", {})))
     return Finished(paths, t, metrics, registry.Challenger(
         t.task, t.run_id, t.card.fingerprint, metrics["test_macro_f1"], y_test, ev.pred, labels,
         ids=list(t.dd["test"]["id"]),

