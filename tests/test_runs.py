@@ -120,7 +120,8 @@ def test_runs_are_named_tagged_and_logged_alike(trained: Path, capsys) -> None:
     assert layout == {"evaluation/classification_report.txt", "evaluation/confusion_matrix.png",
                       "evaluation/per_class_f1.png", "evaluation/worst_errors.json",
                       "evaluation/test_predictions.json", "cards/MODEL_CARD.md",
-                      "cards/DATA_CARD.md", "cards/CROSS_SOURCE.md"}
+                      "cards/DATA_CARD.md", "cards/CROSS_SOURCE.md",
+                      "evaluation/coverage_precision.png"}
 
 
 # --- the paired test ---------------------------------------------------------------------------

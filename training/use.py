@@ -52,9 +52,16 @@ def fit(cfg: UseConfig, rows: Dataset, vectors: Vectors) -> dict[str, np.ndarray
     return {"coef": coef, "intercept": intercept}
 
 
-def proba_of(arrays: dict[str, np.ndarray], vectors: Vectors) -> evaluation.ProbaFn:
-    """The probabilities the exported bundle gives (the same arrays, the same softmax)."""
-    return lambda texts: encoder.softmax(vectors(texts) @ arrays["coef"] + arrays["intercept"])
+def proba_of(arrays: dict[str, np.ndarray], vectors: Vectors | None = None
+             ) -> evaluation.ProbaFn:
+    """The probabilities of the regression's arrays, with the bundle's softmax. Without
+    `vectors`, the texts are embedded as the served predictor embeds them, call for call: the
+    encoder's float sums depend on which headlines share a batch, so the run scores exactly what
+    the bundle will. With them (the cross-source folds), embeddings computed once are reused."""
+    def proba(texts: list[str]) -> np.ndarray:
+        x = encoder.embed(texts) if vectors is None else vectors(texts)
+        return encoder.softmax(x @ arrays["coef"] + arrays["intercept"])
+    return proba
 
 
 def train_use(paths: Paths, task: str, cfg: UseConfig, meta: tracking.RunMeta | None = None
@@ -74,7 +81,7 @@ def train_use(paths: Paths, task: str, cfg: UseConfig, meta: tracking.RunMeta | 
         embed_seconds = time.perf_counter() - start
         arrays = fit(cfg, dd["train"], vectors)
         finished = finish_run(paths, Trained(
-            task, "use", run_id, dd, card, proba_of(arrays, vectors),
+            task, "use", run_id, dd, card, proba_of(arrays),
             config={"task": task, **asdict(cfg), "encoder": info},
             write=lambda folder, info: export.write_arrays(folder, arrays, info),
             metrics={"train_seconds": time.perf_counter() - start,
