@@ -84,7 +84,7 @@ def main() -> int:
         info = export.BundleInfo("category", "tfidf", dd["train"].features["label"].names,
                                  {"features": cfg.features.__dict__, "beta": beta}, {}, None,
                                  card.fingerprint, "")
-        export.write_tfidf(Path(tmp), arrays, info)
+        export.write_arrays(Path(tmp), arrays, info)
         record("manset: exported bundle (hashed word+char n-grams)",
                load(Path(tmp)).predict_proba, fit_seconds)
 
