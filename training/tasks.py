@@ -16,7 +16,8 @@ from training.text import label_key
 
 # Sections that say little about the subject: topic metrics are also reported on them alone,
 # and the annotation sample over-samples them.
-CATCH_ALL = ("Gündem", "Dünya", "Son Dakika", "Yaşam", "Magazin")
+# 42bin_haber's `genel` and `planet` are catch-all folders too (not classes of the category task).
+CATCH_ALL = ("Gündem", "Dünya", "Son Dakika", "Yaşam", "Magazin", "Genel", "Planet")
 _CATCH_ALL_KEYS = {label_key(c) for c in CATCH_ALL}
 
 
