@@ -4,6 +4,7 @@ A run's version becomes the champion only when it beats the champion on the same
 than chance (compare.paired_bootstrap); `manset promote` moves the alias by hand and records who
 asked and why."""
 
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ from training.project import ProjectError
 from training.tracking import PREDICTIONS, TrackingError, _cause, guarded, model_name
 
 CHAMPION = "champion"
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -212,8 +214,9 @@ def _predictions(champion: ModelVersion, c: Challenger
     dataset's rows. None when neither can be had."""
     try:
         logged = mlflow.artifacts.load_dict(f"runs:/{champion.run_id}/{PREDICTIONS}")
-    except Exception:
-        logged = {}  # a champion from before predictions were logged
+    except Exception as e:  # a champion from before predictions were logged
+        log.info("champion v%s has no logged test predictions: %s", champion.version, e)
+        logged = {}
     every = list(range(len(c.y)))
     if champion.tags.get("dataset_fingerprint") == c.fingerprint and \
             logged.get("dataset_fingerprint") == c.fingerprint and \
