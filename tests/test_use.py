@@ -3,6 +3,7 @@ with TF-IDF: trained, exported, served and scored across sources like the other 
 
 import json
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import mlflow
@@ -20,9 +21,11 @@ pytestmark = pytest.mark.sqlite_store  # reads the project's store itself
 
 
 @pytest.fixture(scope="module")
-def with_use(trained_template: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def with_use(trained_template: Path, tmp_path_factory: pytest.TempPathFactory
+             ) -> Iterator[Path]:
     """The trained small project with a USE run, once for the module (embedding is the slow
-    part); the tests only add runs to it."""
+    part); the tests only add runs to it. Tracking goes to its own store: a URI another test
+    file left in the environment (MLflow exports the one it is set to) is cleared meanwhile."""
     from training import portable
 
     if SUITE_SERVER:
@@ -30,8 +33,11 @@ def with_use(trained_template: Path, tmp_path_factory: pytest.TempPathFactory) -
     root = tmp_path_factory.mktemp("use") / "project"
     shutil.copytree(trained_template, root, symlinks=True)
     portable.relocate(root)
-    assert main(["train", "use", "--root", str(root)]) == 0
-    return root
+    with pytest.MonkeyPatch.context() as mp:
+        mp.delenv("MLFLOW_TRACKING_URI", raising=False)
+        mp.delenv("MANSET_NAMESPACE", raising=False)
+        assert main(["train", "use", "--root", str(root)]) == 0
+        yield root
 
 
 def _run(root: Path, family: str) -> mlflow.entities.Run:
