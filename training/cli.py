@@ -386,6 +386,9 @@ def promote(
     models/<task>/champion/. Without --force it must beat the champion by the paired test."""
     from training import pipeline, registry, tracking
 
+    if not reason.strip():
+        raise ValueError("--reason is empty: say why the alias moves (it is recorded on the "
+                         "version, for whoever asks later)")
     paths = _paths(root)
     tracking.configure(paths.root)
     registration = registry.promote_by_hand(task, ref, force, reason, by or getpass.getuser())
@@ -428,7 +431,7 @@ def predict(
         raise ValueError("no headlines given: pass them as arguments or with --input FILE")
     paths = _paths(root)
     models = {n: load(bundle or (paths.bundle(n, model) if model else paths.champion(n)),
-                      int8=int8, abstain=abstain) for n in names}
+                      int8=int8, abstain=abstain, task=n) for n in names}
     source = itertools.chain(texts or [], iter_headlines(input) if input is not None else [])
     done = 0
     while batch := list(itertools.islice(source, PREDICT_BATCH)):
@@ -463,9 +466,9 @@ def pull(task: Annotated[str, typer.Option(help="category, topic, or all.")] = "
 @app.command()
 def serve(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    port: Annotated[int, typer.Option(help="Port to listen on.", min=1, max=65535)] = 8000,
     threads: Annotated[int | None, typer.Option(
-        help="Predictions running at once [default: cores, at most 8].")] = None,
+        help="Predictions running at once [default: cores, at most 8].", min=1)] = None,
     int8: Annotated[bool, typer.Option(
         "--int8", help="BERT bundles: serve the int8 model where the bundle kept one.")] = False,
     abstain: Annotated[bool, typer.Option("--abstain", help=ABSTAIN_HELP)] = False,

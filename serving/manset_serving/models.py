@@ -131,11 +131,15 @@ class Model:
         return out
 
 
-def load(folder: Path | str, int8: bool = False, abstain: bool = False) -> Model:
+def load(folder: Path | str, int8: bool = False, abstain: bool = False,
+         task: str | None = None) -> Model:
     """The bundle in `folder`, whatever its family, after its manifest checks. int8 picks a BERT
-    bundle's quantised model; abstain, its "not sure" threshold (abstention_threshold). Any
-    fault is a BundleError naming the file."""
+    bundle's quantised model; abstain, its "not sure" threshold (abstention_threshold); task,
+    the task the caller serves it as (a bundle of another task is refused). Any fault is a
+    BundleError naming the file."""
     bundle = Bundle(Path(folder))
+    if task is not None and bundle.task != task:
+        raise bundle.error(f"is a {bundle.task!r} bundle, not a {task!r} one", "manifest.json")
     loader = FAMILIES.get(bundle.model)
     if loader is None:
         raise bundle.error(f"model family {bundle.model!r} is not one of {sorted(FAMILIES)}",

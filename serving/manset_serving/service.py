@@ -176,7 +176,7 @@ class Registry:
             try:
                 folder = champion_dir(self.models_dir, task)
                 model = load(folder, int8=self.int8 and has_int8(Bundle(folder)),
-                             abstain=self.abstain)
+                             abstain=self.abstain, task=task)
                 model.bundle.verify_all()
             except (ValueError, OSError) as e:  # BundleError is a ValueError
                 self._fail(task, str(e))
@@ -453,14 +453,28 @@ def serve(settings: Settings, host: str = "127.0.0.1", port: int = 8000) -> None
                 timeout_keep_alive=75)
 
 
+def _within(low: int, high: int) -> Callable[[str], int]:
+    """An argparse type: a whole number from low to high, else a usage error naming the range
+    (a port of 73536 would otherwise be taken modulo 65536, 0 threads hang every request)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{value} is outside {low}-{high}")
+        return value
+    return parse
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="manset-serve", description=__doc__.split("\n\n")[0])
     ap.add_argument("--models", type=Path, default=Path(os.environ.get("MANSET_MODELS",
                                                                       "models")),
                     help="Folder of exported tasks: <models>/<task>/champion/ [models]")
     ap.add_argument("--host", default="127.0.0.1")
-    ap.add_argument("--port", type=int, default=8000)
-    ap.add_argument("--threads", type=int, default=Settings.threads,
+    ap.add_argument("--port", type=_within(1, 65535), default=8000)
+    ap.add_argument("--threads", type=_within(1, 1024), default=Settings.threads,
                     help="Predictions running at once")
     ap.add_argument("--max-batch", type=int, default=MAX_BATCH, help="Headlines per request")
     ap.add_argument("--max-chars", type=int, default=MAX_CHARS, help="Characters per headline")
