@@ -24,7 +24,8 @@ class TfidfConfig:
     calibration_folds: int = field(default=3, metadata={
         "help": "Folds of the out-of-fold scores the probability temperature is fitted on."})
     gold_weight: float = field(default=1.0, metadata={
-        "help": "Weight of a gold (annotated by reading) training row against a distant one "
+        "help": "Weight of a gold training row (annotated by reading, by AI annotators: "
+                "data/annotations/AGREEMENT.md) against a distant one "
                 "(topic: a section mapped to a topic). Gold rows are few but carry most topics."})
     seed: int = field(default=13, metadata={"help": "Seed of the SVM."})
 

@@ -90,6 +90,10 @@ class DataCard:
         lines += ["", *_label_table(labels, self.sources)]
         if len(self.label_sources) > 1:  # gold and distant rows: say which label came how
             lines += ["", *_label_table(labels, self.label_sources)]
+        if "gold" in self.label_sources:
+            lines += ["", "`gold` labels were given by annotators who read each headline against "
+                          "the guidelines: AI annotators, not people (who labelled what, and "
+                          "when: data/annotations/AGREEMENT.md)."]
         lines += ["", f"- rows in the headline table: {self.rows_in_table}",
                   f"- exact duplicates removed: {self.exact_duplicates}",
                   f"- near-duplicate groups (kept on one side of the split): "
