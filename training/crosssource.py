@@ -61,6 +61,13 @@ def _scores(y: np.ndarray, pred: np.ndarray, prefix: str) -> dict[str, float]:
             f"{prefix}_accuracy": float(accuracy_score(y, pred)), f"{prefix}_rows": len(y)}
 
 
+def dataset_folds(dd: DatasetDict) -> dict[str, tuple[str, ...]]:
+    """The folds of a built dataset: from the sources of its scored rows, every split."""
+    return folds([s for split in ("train", "validation", "test")
+                  for s, how in zip(dd[split]["source"], dd[split]["label_source"], strict=True)
+                  if how != DISTANT])
+
+
 def leave_one_source_out(refit: Refit, dd: DatasetDict, labels: list[str]
                          ) -> tuple[dict[str, float], list[Fold]]:
     """The pooled and per-fold metrics (names as in the module docstring), and the folds."""
@@ -72,12 +79,12 @@ def leave_one_source_out(refit: Refit, dd: DatasetDict, labels: list[str]
     texts = list(rows["text"])
     out: list[Fold] = []
     metrics: dict[str, float] = {}
-    for name, held in folds(list(source[scored])).items():  # the folds of per_source too
+    for name, held in dataset_folds(dd).items():
         test = scored & np.isin(source, held)
         keep = ~np.isin(t_source, held) & ~np.isin(t_group, group[np.isin(source, held)])
-        if len(set(t_y[keep].tolist())) < 2:
-            continue
         seen = set(t_y[keep].tolist())
+        if len(seen) < 2:
+            continue
         ok = test & np.isin(y, list(seen))
         unseen = test & ~ok
         predict = refit(train.select(np.flatnonzero(keep)))
@@ -106,12 +113,9 @@ def pooled(folds_: list[Fold]) -> tuple[np.ndarray, np.ndarray]:
 
 def per_source(dd: DatasetDict, pred: np.ndarray) -> dict[str, float]:
     """Macro-F1 and accuracy of the test predictions on each source (small ones together)."""
-    every = [s for split in ("train", "validation", "test")
-             for s, how in zip(dd[split]["source"], dd[split]["label_source"], strict=True)
-             if how != DISTANT]
     source, y = np.array(dd["test"]["source"]), np.array(dd["test"]["label"])
     metrics: dict[str, float] = {}
-    for name, held in folds(every).items():
+    for name, held in dataset_folds(dd).items():
         rows = np.isin(source, held)
         if rows.any():
             metrics |= _scores(y[rows], pred[rows], f"test_source_{metric_key(name)}")

@@ -60,19 +60,6 @@ def _member(paths: Paths, task: str, family: str, given: Path | None, fingerprin
     return model
 
 
-def _memoised(fn: evaluation.ProbaFn) -> evaluation.ProbaFn:
-    """A member scores validation, test and the catch-all rows once each, not once per use."""
-    memo: dict[tuple[str, ...], np.ndarray] = {}
-
-    def proba(texts: list[str]) -> np.ndarray:
-        key = tuple(texts)
-        if key not in memo:
-            memo[key] = fn(texts)
-        return memo[key]
-
-    return proba
-
-
 def train_ensemble(paths: Paths, task: str, tfidf: Path | None = None,
                    second: Path | None = None, meta: tracking.RunMeta | None = None,
                    family: str = "bert") -> TrainResult:
@@ -87,7 +74,7 @@ def train_ensemble(paths: Paths, task: str, tfidf: Path | None = None,
         if model.labels != labels:
             raise ProjectError(f"{model.bundle.folder}: labels {model.labels}, the dataset's "
                                f"{labels}")
-    probas = {f: _memoised(m.predict_proba) for f, m in models.items()}
+    probas = {f: evaluation.memoised(m.predict_proba) for f, m in models.items()}
     x_val, y_val = list(dd["validation"]["text"]), np.array(dd["validation"]["label"])
     weight, scores = choose_weight(y_val, probas[FIRST](x_val), probas[family](x_val))
     weights = {FIRST: round(1 - weight, 2), family: weight}

@@ -30,6 +30,21 @@ class Evaluation:
     confidence: np.ndarray  # the top probability of each row: abstention is chosen on it
 
 
+def memoised(fn: ProbaFn) -> ProbaFn:
+    """A model that scores the validation, test and catch-all rows once each, not once per use
+    (finish_run asks for the test rows again to check the export): for the models whose
+    scoring costs seconds (an ensemble's members, the USE encoder)."""
+    memo: dict[tuple[str, ...], np.ndarray] = {}
+
+    def proba(texts: list[str]) -> np.ndarray:
+        key = tuple(texts)
+        if key not in memo:
+            memo[key] = fn(texts)
+        return memo[key]
+
+    return proba
+
+
 def metric_key(label: str) -> str:
     """MLflow metric names allow letters, digits and _-./ : keep Turkish letters, drop the rest."""
     return "".join(c if c.isalnum() or c in "_-." else "_" for c in label)

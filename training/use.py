@@ -6,6 +6,7 @@ leave-one-source-out folds then refit the regression alone. The bundle holds the
 arrays and names the encoder by version and digest, so the served model is the trained one."""
 
 import time
+from collections.abc import Callable
 from dataclasses import asdict
 
 import numpy as np
@@ -13,7 +14,7 @@ from datasets import Dataset
 from manset_serving import use as encoder
 from sklearn.linear_model import LogisticRegression
 
-from training import dataset, evaluation, export, options, tracking
+from training import crosssource, dataset, evaluation, export, options, tracking
 from training.configs import UseConfig
 from training.pipeline import Trained, TrainResult, finish_run
 from training.project import Paths, ProjectError
@@ -64,6 +65,15 @@ def proba_of(arrays: dict[str, np.ndarray], vectors: Vectors | None = None
     return proba
 
 
+def refit(cfg: UseConfig, vectors: Vectors) -> crosssource.Refit:
+    """The regression fitted afresh on a cross-source fold's rows, as a predictor of class ids
+    (the embeddings are the run's, computed once)."""
+    def fold(rows: Dataset) -> Callable[[list[str]], np.ndarray]:
+        proba = proba_of(fit(cfg, rows, vectors), vectors)
+        return lambda texts: proba(texts).argmax(1)
+    return fold
+
+
 def train_use(paths: Paths, task: str, cfg: UseConfig, meta: tracking.RunMeta | None = None
               ) -> TrainResult:
     dd, card = dataset.load(paths.built(task))
@@ -81,11 +91,10 @@ def train_use(paths: Paths, task: str, cfg: UseConfig, meta: tracking.RunMeta | 
         embed_seconds = time.perf_counter() - start
         arrays = fit(cfg, dd["train"], vectors)
         finished = finish_run(paths, Trained(
-            task, "use", run_id, dd, card, proba_of(arrays),
+            task, "use", run_id, dd, card, evaluation.memoised(proba_of(arrays)),
             config={"task": task, **asdict(cfg), "encoder": info},
             write=lambda folder, info: export.write_arrays(folder, arrays, info),
             metrics={"train_seconds": time.perf_counter() - start,
                      "embed_seconds": embed_seconds},
-            refit=lambda rows: (lambda p: lambda t: p(t).argmax(1))(
-                proba_of(fit(cfg, rows, vectors), vectors))))
+            refit=refit(cfg, vectors)))
     return finished.promote()  # once the run has ended

@@ -208,3 +208,11 @@ def decision(texts: list[str], idf: np.ndarray, table: np.ndarray, intercept: np
                                np.arange(0, h.size + 1, h.shape[1])), shape=(len(h), len(table)))
         scores[idx] = m @ table + intercept
     return scores
+
+
+def softmax(z: np.ndarray) -> np.ndarray:
+    """Probabilities from scores, row by row: what every family's scores become (TF-IDF's
+    temperature-scaled decision above, BERT's logits, the USE regression's)."""
+    z = z - z.max(axis=1, keepdims=True)
+    p = np.exp(z)
+    return p / p.sum(axis=1, keepdims=True)

@@ -14,6 +14,7 @@ import onnxruntime as ort
 from tokenizers import Tokenizer
 
 from manset_serving.bundle import INT8_FILE, Bundle
+from manset_serving.features import softmax
 
 ONNX_FILE = "model.onnx"
 TOKENIZER_FILE = "tokenizer.json"  # carries its own truncation (max length) and padding settings
@@ -37,12 +38,6 @@ def session(model: Path | bytes, threads: int = 0) -> Any:
     return ort.InferenceSession(model if isinstance(model, bytes) else str(model), opts,
                                 providers=["CPUExecutionProvider"],
                                 disabled_optimizers=["SkipLayerNormFusion"])
-
-
-def softmax(z: np.ndarray) -> np.ndarray:
-    z = z - z.max(axis=1, keepdims=True)
-    p = np.exp(z)
-    return p / p.sum(axis=1, keepdims=True)
 
 
 @dataclass

