@@ -158,3 +158,92 @@ def test_category_has_nothing_to_annotate(annotating, capsys):
     assert main(["annotate", "--task", "category", "--root", str(annotating)]) == 1
     assert "nothing to annotate" in capsys.readouterr().err
 
+
+
+def _answer(topic: object, **extra) -> list[dict]:
+    return [{"result": [{"from_name": "topic", "to_name": "text", "type": "choices",
+                         "value": {"choices": [topic]}}], **extra}]
+
+
+def _import(project: Path, tmp_path: Path, tasks: list) -> int:
+    exported = tmp_path / "export.json"
+    exported.write_text(json.dumps(tasks))
+    return main(["annotate", "--root", str(project), "--import-label-studio", str(exported)])
+
+
+def _exported(project: Path, tmp_path: Path, n: int) -> list[dict]:
+    out = tmp_path / "ls"
+    assert main(["annotate", "--root", str(project), "--export-label-studio", str(out),
+                 "--limit", str(n)]) == 0
+    return json.loads((out / "tasks.json").read_text())
+
+
+def test_label_studio_headline_twice_is_one_label_or_refused(annotating, tmp_path, capsys):
+    gold = annotating / "data" / "annotations" / "topics_gold.csv"
+    task = _exported(annotating, tmp_path, 1)[0]
+    # the same headline imported twice into Label Studio, labelled differently
+    twice = [{**task, "annotations": _answer("medtop:07000000")},
+             {**task, "annotations": _answer("medtop:04000000")}]
+    assert _import(annotating, tmp_path, twice) == 1
+    err = capsys.readouterr().err
+    assert "task 2: headline" in err and "also task 1" in err
+    assert not gold.exists()  # nothing applied
+    # labelled the same way twice: one label, and every command still works afterwards
+    twice[1]["annotations"] = _answer("medtop:07000000")
+    assert _import(annotating, tmp_path, twice) == 0
+    assert "1 labels added" in capsys.readouterr().err
+    assert len(read_gold(gold, QCODES)) == 1
+    assert main(["import", "--root", str(annotating)]) == 0
+    assert _import(annotating, tmp_path, twice) == 0
+
+
+def test_label_studio_edited_text_is_refused(annotating, tmp_path, capsys):
+    task = _exported(annotating, tmp_path, 1)[0]
+    task["data"]["text"] += " (düzeltildi)"
+    task["annotations"] = _answer("medtop:07000000")
+    assert _import(annotating, tmp_path, [task]) == 1
+    assert "task 1: the text of headline" in capsys.readouterr().err
+    assert not (annotating / "data" / "annotations" / "topics_gold.csv").exists()
+    assert main(["import", "--root", str(annotating)]) == 0
+
+
+@pytest.mark.parametrize(("annotations", "message"), [
+    ("oops", "annotations is str, not a list"),
+    ([5], "an annotation is int, not an object"),
+    ([{"result": ["abc"]}], "a result is str, not an object"),
+    ([{"result": "abc"}], "result is str, not a list"),
+    ([{"result": [{"from_name": "topic", "value": ["medtop:07000000"]}]}],
+     "value is list, not an object"),
+    ([{"result": [{"from_name": "topic", "value": {"choices": "medtop:07000000"}}]}],
+     "value.choices is str, not a list"),
+    (_answer(["medtop:07000000"]), "is not one known topic qcode"),
+    (_answer({"a": 1}), "is not one known topic qcode"),
+    ([{**_answer("medtop:07000000")[0], "meta": [1]}], "meta is list, not an object"),
+])
+def test_label_studio_malformed_shapes_get_one_line(annotating, tmp_path, capsys, annotations,
+                                                    message):
+    task = _exported(annotating, tmp_path, 1)[0]
+    capsys.readouterr()
+    assert _import(annotating, tmp_path, [{**task, "annotations": annotations}]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "task 1" in err and message in err, err
+    assert "Traceback" not in err
+
+
+def test_gold_csv_neutralises_formulas_and_keeps_the_text(annotating, tmp_path, capsys):
+    task = _exported(annotating, tmp_path, 1)[0]
+    task["annotations"] = _answer("medtop:07000000", completed_by="=HYPERLINK(\"http://x\")",
+                                  meta={"note": "+cmd|' /C calc'!A0"})
+    assert _import(annotating, tmp_path, [task]) == 0
+    gold = annotating / "data" / "annotations" / "topics_gold.csv"
+    cells = [c for line in gold.read_text().splitlines()[1:] for c in line.split(",")]
+    assert not [c for c in cells if c.lstrip('"').startswith(("=", "+", "-", "@"))], cells
+    [row] = read_gold(gold, QCODES)
+    assert (row.annotator, row.note) == ('=HYPERLINK("http://x")', "+cmd|' /C calc'!A0")
+    # every text survives the round trip, a leading quote and a formula-looking headline too
+    from dataclasses import replace
+
+    from training.gold import write_gold
+    texts = ["=1+1", "-5 derece", "@trt", "'Bayram' geldi", "'=1", "\tsekme", "Normal"]
+    write_gold(gold, [replace(row, id=str(i), text=t) for i, t in enumerate(texts)])
+    assert [r.text for r in read_gold(gold, QCODES)] == texts

@@ -11,6 +11,7 @@ from training.files import write_text
 from training.gold import write_gold
 from training.project import Paths
 from training.sampling import Item
+from training.text import dedup_key, nfc
 
 
 def open_session(paths: Paths, task: str, annotator: str, seed: int) -> Session:
@@ -46,12 +47,17 @@ def import_label_studio(s: Session, path: Path) -> tuple[int, int]:
     file already labels are kept as they are. Returns (added, kept). Every row is checked
     (topic, headline in the table) before the file is rewritten, in one atomic write."""
     rows = label_studio.import_tasks(path, {t.qcode for t in s.topics})
-    stored = {it.id for it in s.items}
-    for n, row in enumerate(rows, 1):
+    stored = {it.id: it.text for it in s.items}
+    for n, row in rows:
         if row.id not in stored:
-            raise ValueError(f"{path}: task {n}: headline {row.id} is not in the headline table")
+            raise ValueError(f"{path}: task {n}: headline {row.id} ({row.text[:40]!r}) is not "
+                             "in the headline table")
+        if dedup_key(nfc(row.text)) != dedup_key(stored[row.id]):  # edited in Label Studio
+            raise ValueError(f"{path}: task {n}: the text of headline {row.id} was edited "
+                             f"({row.text[:40]!r}, stored {stored[row.id][:40]!r}); a label "
+                             "belongs to the stored headline, so re-export and label it there")
     known = {r.id for r in s.gold}
-    new = [r for r in rows if r.id not in known]
+    new = [r for _, r in rows if r.id not in known]
     if new:
         write_gold(s.gold_path, s.gold + new)
     return len(new), len(rows) - len(new)

@@ -33,6 +33,20 @@ class GoldRow:
 
 COLUMNS = [f.name for f in fields(GoldRow)]
 
+# A spreadsheet runs a cell that starts with one of these as a formula (CSV injection). The file
+# stores such a cell behind a quote, as spreadsheets themselves do, and reading takes it off: the
+# headline, annotator and note keep their exact text. A leading quote is escaped the same way so
+# that the round trip is exact.
+_FORMULA = tuple("=+-@\t\r'")
+
+
+def _cell(value: str) -> str:
+    return "'" + value if value.startswith(_FORMULA) else value
+
+
+def _uncell(value: str) -> str:
+    return value[1:] if value.startswith("'") and value[1:].startswith(_FORMULA) else value
+
 
 def read_gold(path: Path, labels: set[str]) -> list[GoldRow]:
     """Every row checked: known label, no id twice, no empty field that matters."""
@@ -51,7 +65,7 @@ def read_gold(path: Path, labels: set[str]) -> list[GoldRow]:
             raise ValueError(f"{where}: headline {row['id']} is already labelled on line "
                              f"{first_line[row['id']]}")
         first_line[row["id"]] = row["_line"]
-        rows.append(GoldRow(*(row[c] for c in COLUMNS)))
+        rows.append(GoldRow(*(_uncell(row[c]) for c in COLUMNS)))
     return rows
 
 
@@ -60,7 +74,7 @@ def write_gold(path: Path, rows: list[GoldRow]) -> None:
     out = io.StringIO()
     w = csv.writer(out, lineterminator="\n")
     w.writerow(COLUMNS)
-    w.writerows(astuple(r) for r in rows)
+    w.writerows([_cell(v) for v in astuple(r)] for r in rows)
     write_text(path, out.getvalue())
 
 

@@ -49,44 +49,67 @@ def _data(hid: str, text: str, source: str, category: str) -> dict:
     return {TEXT: text, "headline_id": hid, "source": source, "category": category}
 
 
-def import_tasks(path: Path, qcodes: set[str]) -> list[GoldRow]:
-    """Annotated tasks of a Label Studio JSON export as gold rows; tasks with no annotation are
-    passed over. The newest non-cancelled annotation of a task is the one taken."""
+def import_tasks(path: Path, qcodes: set[str]) -> list[tuple[int, GoldRow]]:
+    """Annotated tasks of a Label Studio JSON export as (task number, gold row); tasks with no
+    annotation are passed over. The newest non-cancelled annotation of a task is the one taken.
+    A headline in two tasks is one row when both give the same topic, and refused when they
+    differ: an import applies whole or not at all, so a refusal names the task and changes
+    nothing. A shape Label Studio never writes is refused in one line naming the task."""
     try:
         tasks = json.loads(path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise ValueError(f"{path}: not a Label Studio JSON export ({e})") from e
     if not isinstance(tasks, list):
         raise ValueError(f"{path}: expected a JSON list of tasks (Label Studio's JSON export)")
-    rows = []
+    rows: dict[str, tuple[int, GoldRow]] = {}
     for n, task in enumerate(tasks, 1):
         where = f"{path}: task {n}"
         data = task.get("data") if isinstance(task, dict) else None
         if not isinstance(data, dict) or not data.get("headline_id") or TEXT not in data:
             raise ValueError(f"{where} has no data.headline_id and data.text: not a task "
                              "exported by `manset annotate` (another project?)")
-        done = [a for a in task.get("annotations") or [] if not a.get("was_cancelled")]
+        done = [a for a in _list(task.get("annotations") or [], "annotations", where)
+                if not _dict(a, "an annotation", where).get("was_cancelled")]
         if not done:
             continue
         ann = max(done, key=lambda a: str(a.get("updated_at") or a.get("created_at") or ""))
-        rows.append(GoldRow(
+        row = GoldRow(
             id=str(data["headline_id"]), text=str(data[TEXT]), source=str(data.get("source", "")),
             category=str(data.get("category", "")), topic=_choice(ann, qcodes, where),
             annotator=_annotator(ann.get("completed_by")),
             annotated_at=str(ann.get("created_at") or datetime.now(UTC).isoformat()),
-            note=str((ann.get("meta") or {}).get("note", ""))))
-    return rows
+            note=str(_dict(ann.get("meta") or {}, "meta", where).get("note", "")))
+        if row.id in rows and rows[row.id][1].topic != row.topic:
+            first, other = rows[row.id]
+            raise ValueError(f"{where}: headline {row.id} is also task {first}, labelled "
+                             f"{other.topic} there and {row.topic} here; keep one answer")
+        rows.setdefault(row.id, (n, row))
+    return list(rows.values())
+
+
+def _list(value: object, name: str, where: str) -> list:
+    if not isinstance(value, list):
+        raise ValueError(f"{where}: {name} is {type(value).__name__}, not a list")
+    return value
+
+
+def _dict(value: object, name: str, where: str) -> dict:
+    if not isinstance(value, dict):
+        raise ValueError(f"{where}: {name} is {type(value).__name__}, not an object")
+    return value
 
 
 def _choice(annotation: dict, qcodes: set[str], where: str) -> str:
-    results = [r for r in annotation.get("result") or [] if r.get("from_name") == CONTROL]
+    results = [r for r in _list(annotation.get("result") or [], "result", where)
+               if _dict(r, "a result", where).get("from_name") == CONTROL]
     if len(results) != 1:
         raise ValueError(f"{where}: expected one '{CONTROL}' choice, found {len(results)} "
                          "(a labelling config from another project?)")
-    choices = (results[0].get("value") or {}).get("choices") or []
-    if len(choices) != 1 or choices[0] not in qcodes:
+    value = _dict(results[0].get("value") or {}, "value", where)
+    choices = _list(value.get("choices") or [], "value.choices", where)
+    if len(choices) != 1 or not isinstance(choices[0], str) or choices[0] not in qcodes:
         raise ValueError(f"{where}: {choices!r} is not one known topic qcode")
-    return str(choices[0])
+    return choices[0]
 
 
 def _annotator(completed_by: object) -> str:
