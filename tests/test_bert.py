@@ -239,7 +239,7 @@ def test_ensemble_blends_both_members_with_the_validation_weight(trained: Path, 
     assert manifest["model"] == "ensemble"
     assert verify(models / "ensemble" / "tfidf") == verify(models / "tfidf")
     # BERT's without hf/, which only transformers reads; the original keeps it (the member's
-    # manifest, a hard link at first, was replaced, not written in place)
+    # manifest was rewritten for the copy, not in place)
     whole = verify(models / "bert")
     assert verify(models / "ensemble" / "bert") == served(whole) != whole
     assert not (models / "ensemble" / "bert" / "hf").exists()

@@ -395,3 +395,21 @@ def test_a_new_label_set_is_judged_on_the_rows_the_champion_never_trained_on(
     assert new.data.tags["manset.promotion"] == "champion" and "beats champion v1" in reason
     assert json.loads((project / "models" / "category" / "champion" / "labels.json")
                       .read_text())[:3] == ["Dünya", "Ekonomi", "Gündem"]
+
+
+def test_the_champion_shares_no_file_with_the_folder_a_user_rewrites(trained: Path) -> None:
+    from training import export
+
+    models = trained / "models" / "category"
+    champion = export.install_champion(trained / "models", "category", models / "tfidf", "1",
+                                       "run")
+    before = verify(champion)
+    labels = models / "tfidf" / "labels.json"
+    with labels.open("r+", encoding="utf-8") as f:  # an editor that writes in place
+        text = f.read()
+        f.seek(0)
+        f.write(text.replace('"', "'", 2))
+    for name in before["files"]:
+        assert (champion / name).stat().st_ino != (models / "tfidf" / name).stat().st_ino
+    assert verify(champion) == before
+    assert main(["predict", "Fenerbahçe derbiyi kazandı", "--root", str(trained)]) == 0

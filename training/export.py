@@ -17,7 +17,7 @@ from manset_serving.tfidf import MODEL_FILE
 from safetensors.numpy import save_file
 
 from training.evaluation import metric_key
-from training.files import link_or_copy, readable, staged_dir, write_text
+from training.files import readable, staged_dir, write_text
 
 HF_DIR = "hf"  # a BERT bundle's Hugging Face folder: the model and tokenizer for transformers
 
@@ -178,11 +178,13 @@ def install_champion(models: Path, task: str, bundle: Path, version: object, run
 
 
 def copy_served(src: Path, dst: Path) -> None:
-    """A copy of a bundle with the files its predictor reads, hard-linked where the file system
-    allows. A BERT bundle's hf/ (the fp32 weights again, for transformers: 470 MB of e5-small's
-    974 MB) is left out, since the ONNX predictor never opens it; the copy's manifest drops its
-    files and says so under 'left_out'. The champion and an ensemble's members are such copies."""
-    shutil.copytree(src, dst, dirs_exist_ok=True, copy_function=link_or_copy,
+    """A copy of a bundle with the files its predictor reads. A real copy, never a hard link: a
+    user or a tool may rewrite a file of models/<task>/<family>/ in place, and the served copy
+    must not change with it (a BERT champion costs its ONNX files' disk twice). A BERT bundle's
+    hf/ (the fp32 weights again, for transformers: 470 MB of e5-small's 974 MB) is left out,
+    since the ONNX predictor never opens it; the copy's manifest drops its files and says so
+    under 'left_out'. The champion and an ensemble's members are such copies."""
+    shutil.copytree(src, dst, dirs_exist_ok=True,
                     ignore=lambda d, _: [HF_DIR] if Path(d) == Path(src) else [])
     if (src / HF_DIR).is_dir():
         manifest = json.loads((dst / MANIFEST).read_text(encoding="utf-8"))

@@ -56,7 +56,7 @@ def readable(folder: Path) -> None:
 
 def link_or_copy(src: str | Path, dst: str | Path) -> None:
     """A hard link where the file system allows (model weights are hundreds of MB), else a copy.
-    Safe because nothing here writes a file in place: files are replaced by rename."""
+    For a private work folder's files only: a served copy is a real copy (export.copy_served)."""
     try:
         os.link(src, dst)
     except OSError:
