@@ -1,6 +1,7 @@
 """Everything MLflow about runs; registry.py does the model registry. The rest of the package
 imports neither MLflow nor them (manset_serving.pyfunc is what MLflow itself loads)."""
 
+import fcntl
 import importlib.metadata
 import os
 import platform
@@ -49,10 +50,24 @@ def configure(root: Path) -> str:
         portable.relocate(root)  # a copied or moved project: its artifacts moved with it
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
+    _create_once(uri)
     if not given:  # MLflow exports what it was set to: the next project must not inherit it
         os.environ.pop("MLFLOW_TRACKING_URI", None)
         os.environ.pop("MLFLOW_REGISTRY_URI", None)
     return uri
+
+
+def _create_once(uri: str) -> None:
+    """MLflow creates a SQLite store's schema on first use, and two commands started at once on a
+    fresh project both try ("table ... already exists", "duplicate column name"). Here the first
+    creates it under a lock beside the database; the others wait, then find it made."""
+    if not uri.startswith("sqlite:///"):
+        return  # a server creates its own store once
+    db = Path(url2pathname(uri.removeprefix("sqlite:///")))
+    db.parent.mkdir(parents=True, exist_ok=True)
+    with open(db.with_name(db.name + ".lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        MlflowClient(uri).search_experiments(max_results=1)
 
 
 def model_name(task: str) -> str:
