@@ -62,6 +62,11 @@ def test_a_config_file_sets_what_the_command_line_does_not(tmp_path: Path) -> No
     ("C = 'big'\n", "C: expected float, got 'big'"),
     ("[features]\nchar_max = 4.5\n", "char_max: expected int, got 4.5"),
     ("C = \n", "not a valid TOML file"),
+    ("[features]\nchar_bits = 40\n", "char_bits: 40 is outside 8-24"),  # 8 TiB of table
+    ("batch = 1000000000000\n", "batch: 1000000000000 is outside 1-1000000"),
+    ("batch = 0\n", "batch: 0 is outside 1-1000000"),
+    ("C = nan\n", "C: nan is outside"),
+    ("a = " + "[" * 5000 + "]" * 5000 + "\n", "nested too deeply"),
 ])
 def test_a_bad_config_file_names_the_file_and_the_setting(project: Path, capsys, content: str,
                                                           message: str) -> None:
@@ -71,12 +76,15 @@ def test_a_bad_config_file_names_the_file_and_the_setting(project: Path, capsys,
     err = capsys.readouterr().err
     assert err.startswith(f"manset: error: {path}: ") and message in err
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert _store(project).get_experiment_by_name(MODEL) is None  # no run, not even a FAILED one
 
 
 @pytest.mark.parametrize("argv, message", [
     (["--C", "abc"], "Invalid value for '--C'"),
     (["--tag", "novalue"], "expected key=value"),
     (["--class-weight", "none", "--no-such-option"], "No such option"),
+    (["--char-bits", "40"], "40 is outside 8-24"),
+    (["--calibration-folds", "1"], "1 is outside 2-20"),
 ])
 def test_bad_options_are_usage_errors(project: Path, capsys, argv: list[str],
                                       message: str) -> None:

@@ -1,5 +1,5 @@
 """Bundles of another task, and options out of range, refused by the CLI and both servers with
-one line (issue 24, items 9, 10 and 19)."""
+one line (issue 24, items 9, 10, 13 and 19)."""
 
 import json
 import shutil
@@ -68,3 +68,16 @@ def test_manset_serve_command_refuses_options_out_of_range(tmp_path: Path,
 def test_promote_needs_a_reason(trained: Path, capsys) -> None:
     assert main(["promote", "1", "--reason", "  ", "--root", str(trained)]) == 1
     assert "--reason is empty" in capsys.readouterr().err
+
+
+def test_both_serve_commands_take_every_setting(capsys) -> None:
+    from dataclasses import fields
+
+    assert main(["serve", "--help"]) == 0
+    typer_help = " ".join(capsys.readouterr().out.split())
+    argparse_help = subprocess.run([str(SERVE), "--help"], capture_output=True, text=True,
+                                   timeout=60).stdout
+    for f in fields(Settings):
+        flag = "--" + f.name.replace("_", "-")
+        assert flag in typer_help and flag in argparse_help, flag
+        assert f.metadata["help"].split()[0] in typer_help

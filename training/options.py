@@ -27,6 +27,7 @@ class Option:
     nullable: bool  # None is a value ("none" in a file or on the command line)
     default: object
     help: str
+    range: tuple[float, float] | None = None  # the values it accepts (metadata "range")
 
     @property
     def flag(self) -> str:
@@ -47,7 +48,7 @@ def options(cls: type) -> list[Option]:
         base = next(a for a in args if a is not type(None))
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[operator]
         out.append(Option(f.name, (f.name,), base, type(None) in args, default,
-                          f.metadata.get("help", "")))
+                          f.metadata.get("help", ""), f.metadata.get("range")))
     names = [o.name for o in out]
     assert len(names) == len(set(names)), f"{cls.__name__}: two fields share a name"
     return out
@@ -91,6 +92,8 @@ def read_file(cls: type, path: Path) -> dict[str, Any]:
         raise ValueError(f"{path}: cannot read the config file: {e}") from e
     except tomllib.TOMLDecodeError as e:
         raise ValueError(f"{path}: not a valid TOML file: {e}") from e
+    except RecursionError as e:  # tomllib recurses once per level of nesting
+        raise ValueError(f"{path}: nested too deeply to be a config file") from e
     known = {o.name: o for o in options(cls)}
     flat: dict[str, Any] = {}
     for key, value in raw.items():  # a [features] table, or its keys at the top level
@@ -107,9 +110,13 @@ def _check(o: Option, value: Any, where: str) -> Any:
     if o.nullable and (value is None or str(value).lower() == "none"):
         return None
     if o.type is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
+        value = float(value)
+    if o.type is Path and isinstance(value, str):
+        value = Path(value)
     if not isinstance(value, o.type) or (o.type is int and isinstance(value, bool)):
         raise ValueError(f"{where}: expected {o.type.__name__}, got {value!r}")
+    if o.range is not None and not o.range[0] <= typing.cast(float, value) <= o.range[1]:
+        raise ValueError(f"{where}: {value!r} is outside {o.range[0]}-{o.range[1]}")
     return value
 
 
@@ -151,20 +158,30 @@ def with_config(cls: type) -> Callable[[Callable[..., Any]], Callable[..., Any]]
 def _annotation(o: Option) -> Any:
     shown = "none" if o.default is None else str(o.default)
     shown = {"True": "on", "False": "off"}.get(shown, shown)
+    # the default in the help itself: the option's own default is None (so that a value given
+    # is told from one left out), and a string show_default would print in parentheses
+    text = f"{o.help} \\[default: {shown}]"  # escaped: rich reads [..] as markup
     if o.type is bool:
         return Annotated[bool | None, typer.Option(f"{o.flag}/--no-{o.flag[2:]}",
-                                                   help=o.help, show_default=shown)]
+                                                   help=text, show_default=False)]
     # a nullable field takes "none" on the command line: its option is a string, checked here
     kind = str if o.nullable else o.type
     return Annotated[kind | None, typer.Option(
-        o.flag, help=o.help, show_default=shown,
-        callback=(lambda v: None if v is None else _parse(o, v)) if o.nullable else None)]
+        o.flag, help=text, show_default=False,
+        callback=lambda v: None if v is None else _parse(o, v))]
 
 
-def _parse(o: Option, text: str) -> Any:
-    if text.lower() in {"none", "auto"}:
-        return NULL
-    try:
-        return o.type(text)
-    except ValueError as e:
-        raise typer.BadParameter(f"expected {o.type.__name__} or none, got {text!r}") from e
+def _parse(o: Option, given: Any) -> Any:
+    """A nullable option's text as its value (or NULL for none), any option's value checked
+    against its range."""
+    value = given
+    if o.nullable:
+        if given.lower() in {"none", "auto"}:
+            return NULL
+        try:
+            value = o.type(given)
+        except ValueError as e:
+            raise typer.BadParameter(f"expected {o.type.__name__} or none, got {given!r}") from e
+    if o.range is not None and not o.range[0] <= value <= o.range[1]:
+        raise typer.BadParameter(f"{value!r} is outside {o.range[0]}-{o.range[1]}")
+    return value

@@ -67,7 +67,8 @@ def _create_once(uri: str) -> None:
     db.parent.mkdir(parents=True, exist_ok=True)
     with open(db.with_name(db.name + ".lock"), "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
-        MlflowClient(uri).search_experiments(max_results=1)
+        with guarded("opening the store"):
+            MlflowClient(uri).search_experiments(max_results=1)
 
 
 def model_name(task: str) -> str:

@@ -9,9 +9,10 @@ natural wrap-around of uint64), so feature extraction costs a few numpy passes p
 This module needs only numpy and scipy: training and the served model share it.
 """
 
+import math
 import unicodedata
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 import numpy as np
 from scipy import sparse
@@ -24,29 +25,57 @@ _MIX = np.uint64(0x9E3779B97F4A7C15)
 _SPACE = 32
 
 
+def check_ranges(settings: object) -> None:
+    """Every field of a settings dataclass whose metadata has a "range" (low, high) is a number
+    within it (None passes where the field allows it), else a ValueError naming the field. A
+    setting such as char_bits = 40 would otherwise ask for 8 TiB, and batch = 0 fail far from
+    its cause."""
+    for f in fields(settings):  # type: ignore[arg-type]
+        bounds, value = f.metadata.get("range"), getattr(settings, f.name)
+        if bounds is None or value is None:
+            continue
+        low, high = bounds
+        if isinstance(value, bool) or not isinstance(value, int | float) or \
+                not math.isfinite(value) or not low <= value <= high:
+            raise ValueError(f"{f.name}: {value!r} is outside {low}-{high}")
+
+
 @dataclass(frozen=True)
 class FeatureConfig:
-    # Each setting's help (metadata) is also its command-line help: training/options.py.
+    # Each setting's help (metadata) is also its command-line help: training/options.py, and
+    # its "range" the values it accepts (check_ranges).
     char_min: int = field(default=1, metadata={
+        "range": (1, 8),
         "help": "Shortest character n-gram: single letters still help short headlines "
                 "(ı against i forms)."})
     char_max: int = field(default=5, metadata={
+        "range": (1, 8),
         "help": "Longest character n-gram: 6-grams and up add size, not accuracy, on 7-word "
                 "headlines."})
     word_max: int = field(default=2, metadata={
+        "range": (1, 4),
         "help": "Longest word n-gram: bigrams carry 'merkez bankası', 'süper lig'."})
     char_bits: int = field(default=20, metadata={
+        "range": (8, 24),
         "help": "Hash buckets for character n-grams, as a power of 2: 2^20 leaves few "
                 "collisions among ~400k distinct n-grams."})
     word_bits: int = field(default=18, metadata={
+        "range": (8, 24),
         "help": "Hash buckets for words, as a power of 2. Words get their own block, normalised "
                 "on its own (else 250 character n-grams drown 13 word n-grams: -2 points)."})
     max_chars: int = field(default=300, metadata={
+        "range": (10, 10_000),
         "help": "Longer inputs are cut (headlines are ~50-110 characters)."})
     sublinear_tf: bool = field(default=True, metadata={
         "help": "1 + log(tf): a repeated letter pair says little more."})
     batch: int = field(default=2048, metadata={
+        "range": (1, 1_000_000),
         "help": "Rows hashed at once, sorted by length so padding stays small (speed only)."})
+
+    def __post_init__(self) -> None:
+        check_ranges(self)
+        if self.char_max < self.char_min:
+            raise ValueError(f"char_max {self.char_max} is under char_min {self.char_min}")
 
     @property
     def width(self) -> int:

@@ -21,7 +21,8 @@ def _item(field: str, i: int, reason: str) -> InputError:
 def check_texts(texts: object, max_chars: int = MAX_CHARS, max_batch: int = MAX_BATCH,
                 field: str = "headlines") -> list[str]:
     """`texts` as a list of headlines, or an InputError naming the first bad item:
-    not a list of strings, empty or white space only, longer than max_chars, not encodable
+    not a list of strings, empty or white space only, without a letter or digit (emoji,
+    punctuation, control or zero-width characters alone), longer than max_chars, not encodable
     as UTF-8 (a lone surrogate), or more than max_batch of them."""
     if isinstance(texts, str | bytes) or not isinstance(texts, Sequence):
         raise InputError(f"{field}: expected a list of strings, got {type(texts).__name__}")
@@ -40,4 +41,6 @@ def check_texts(texts: object, max_chars: int = MAX_CHARS, max_batch: int = MAX_
             t.encode("utf-8")
         except UnicodeEncodeError as e:
             raise _item(field, i, f"not valid Unicode text ({e.reason})") from e
+        if not any(c.isalnum() for c in t):  # "!!!", "😀", a zero-width space: no words
+            raise _item(field, i, "nothing to classify: no letter or digit")
     return list(texts)

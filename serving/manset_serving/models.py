@@ -120,6 +120,8 @@ class Model:
         return self.rows(self.predict_proba(check_texts(texts, self.max_chars)))
 
     def rows(self, proba: np.ndarray) -> list[dict[str, Any]]:
+        if not np.isfinite(proba).all():  # never NaN in an answer (it is not JSON either)
+            raise self.bundle.error("gave a probability that is not a number")
         out = []
         for row in proba:
             label: str | None = self.labels[int(row.argmax())]
@@ -145,8 +147,26 @@ def load(folder: Path | str, int8: bool = False, abstain: bool = False,
         raise bundle.error(f"model family {bundle.model!r} is not one of {sorted(FAMILIES)}",
                            "manifest.json")
     predictor = loader(bundle, int8)
+    _probe(bundle, predictor)
     below = abstention_threshold(bundle) if abstain else None
     return Model(bundle, predictor, bundle.names(predictor.labels), abstain_below=below)
+
+
+PROBE = "Merkez Bankası faiz kararını açıkladı"
+
+
+def _probe(bundle: Bundle, predictor: Predictor) -> None:
+    """One headline through a freshly loaded bundle: files that verify can still hold a config
+    that cannot predict (a NaN temperature, a setting no loader foresaw). Refused here, such a
+    bundle never replaces a served one, nor answers a request with NaN."""
+    try:
+        proba = np.asarray(predictor.predict_proba([PROBE]))
+    except Exception as e:  # whatever the family's code raises, it is this bundle's fault
+        raise bundle.error(f"cannot classify a probe headline ({type(e).__name__}: {e})",
+                           "config.json") from e
+    if proba.shape != (1, len(predictor.labels)) or not np.isfinite(proba).all():
+        raise bundle.error(f"answers a probe headline with {np.round(proba, 4).tolist()}, not "
+                           f"{len(predictor.labels)} finite probabilities", "config.json")
 
 
 def abstention_threshold(bundle: Bundle) -> float:

@@ -10,12 +10,14 @@ Models are read from <models>/<task>/champion/ and re-read when a new champion i
 (checked every `reload_seconds`): the new bundle is fully checked before it replaces the old one,
 and a missing, half-written or corrupt bundle leaves the old one serving. Predictions run on a
 bounded pool of threads (numpy and onnxruntime release the GIL), so a slow batch does not stall
-health checks; only a few headlines whose model answered them in under `inline_seconds` last
+health checks; only a few headlines whose model answered them in under `inline_ms` last
 time run on the event loop itself, since the hop to a thread and back costs as much (0.1-0.5
 ms). On SIGTERM uvicorn finishes the requests in flight, then the process exits 0.
 """
 
 import argparse
+import asyncio
+import dataclasses
 import json
 import logging
 import os
@@ -23,7 +25,7 @@ import signal
 import threading
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -34,29 +36,15 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.requests import ClientDisconnect
 from starlette.types import Receive, Scope, Send
 
-from manset_serving.bundle import MANIFEST, Bundle
+from manset_serving.bundle import Bundle
 from manset_serving.champion import CHAMPION, RECORD, champion_dir, record
-from manset_serving.inputs import MAX_CHARS, InputError, check_texts
+from manset_serving.inputs import InputError, check_texts
 from manset_serving.models import Model, has_int8, load
+from manset_serving.settings import MAX_HEAD, MAX_HEADERS, Settings
 
-MAX_BATCH = 256  # headlines per request
-MAX_BODY = 1 << 20  # bytes per request body
 INLINE_HEADLINES = 8  # at most this many headlines may be predicted on the event loop
 
 log = logging.getLogger("manset_serving.service")
-
-
-@dataclass(frozen=True)
-class Settings:
-    models: Path = Path("models")
-    max_batch: int = MAX_BATCH
-    max_chars: int = MAX_CHARS
-    max_body: int = MAX_BODY
-    threads: int = min(8, os.cpu_count() or 1)  # predictions running at once
-    reload_seconds: float = 2.0  # how often champion/ is checked for a new bundle
-    int8: bool = False  # BERT bundles: the int8 model where the bundle kept it
-    abstain: bool = False  # "not sure" (label null) below each bundle's threshold
-    inline_seconds: float = 0.002  # a small call expected to take less skips the thread pool
 
 
 class ClassifyRequest(BaseModel):
@@ -138,11 +126,19 @@ class Registry:
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def _signature(self, task: str) -> tuple | None:
-        """What identifies the bundle now in champion/; None while there is no folder (absent,
-        or between the two renames of a swap)."""
+        """What identifies the bundle now in champion/: the folder and every file in it, so that
+        a bundle replaced file by file (the manifest first, the weights later) is tried again
+        once the last file lands. None while there is no folder (absent, or between the two
+        renames of a swap)."""
         folder = champion_dir(self.models_dir, task)
         where = _stat(folder)
-        return None if where is None else (where, _stat(folder / MANIFEST))
+        if where is None:
+            return None
+        try:
+            files = sorted(p for p in folder.rglob("*") if p.is_file())
+        except OSError:  # swapped away while listed: the next check sees the new folder
+            files = []
+        return where, tuple((p.relative_to(folder).as_posix(), _stat(p)) for p in files)
 
     def refresh(self) -> None:
         """Load every task whose champion bundle changed since it was last tried. Never raises:
@@ -209,7 +205,14 @@ class Registry:
     def _fail(self, task: str, message: str) -> None:
         log.warning("%s: not loaded: %s", task, message)
         with self._lock:
-            self.errors[task] = message
+            self.errors[task] = self.public(message)
+
+    def public(self, message: str) -> str:
+        """A message for clients: the models folder, a path on this server, as <models> (the
+        log keeps the whole path)."""
+        for folder in (str(self.models_dir.resolve()), str(self.models_dir)):
+            message = message.replace(folder.rstrip("/") + "/", "<models>/")
+        return message
 
     def snapshot(self) -> dict[str, Loaded]:
         with self._lock:
@@ -232,7 +235,7 @@ class Registry:
         if errors:
             return "no bundle could be loaded: " + "; ".join(f"{t}: {e}"
                                                              for t, e in sorted(errors.items()))
-        return (f"no champion bundle under {self.models_dir}/<task>/{CHAMPION}/; export one with "
+        return (f"no champion bundle under <models>/<task>/{CHAMPION}/; export one with "
                 "`manset run` or `manset train`")
 
 
@@ -248,8 +251,10 @@ Answer = tuple[int, bytes]  # status, JSON body
 
 
 def _json(status: int, payload: object) -> Answer:
-    # compact separators: a third less time in the encoder for a batch (floats are most of it)
-    return status, json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
+    # compact separators: a third less time in the encoder for a batch (floats are most of it);
+    # NaN is not JSON: a model that gave one is an error (Model.rows), never an answer
+    return status, json.dumps(payload, ensure_ascii=False, separators=(",", ":"),
+                              allow_nan=False).encode()
 
 
 def _error(status: int, loc: tuple | list, message: str, kind: str = "value_error") -> Answer:
@@ -393,7 +398,11 @@ def create_app(settings: Settings) -> FastAPI:
                 body.decode("utf-8")
             except UnicodeDecodeError as bad:
                 return _not_utf8(body, bad)
-            return _invalid(e)
+            try:  # JSON that Python reads and pydantic does not: a lone surrogate ("\ud800"),
+                # which check_texts then names by its headline
+                req = ClassifyRequest.model_validate(json.loads(body))
+            except (ValueError, RecursionError):  # ValidationError is a ValueError
+                return _invalid(e)
         if len(req.headlines) > settings.max_batch:
             return _error(413, ("headlines",), f"{len(req.headlines)} headlines, at most "
                                                f"{settings.max_batch} per request", "too_large")
@@ -418,7 +427,12 @@ def create_app(settings: Settings) -> FastAPI:
         chosen = {t: current[t] for t in dict.fromkeys(tasks)}
 
         def run() -> Answer:  # the JSON too: for a batch it costs as much as the model
-            out = {t: x.timed(texts) for t, x in chosen.items()}
+            try:
+                out = {t: x.timed(texts) for t, x in chosen.items()}
+            except Exception as e:  # a model fault: the client gets JSON, the log the details
+                log.exception("classify failed")
+                return _error(500, (), f"the model failed: {registry.public(str(e))}",
+                              "model_error")
             return _json(200, {
                 "results": [{t: out[t][i] for t in chosen} for i in range(len(texts))],
                 "models": {t: {"model": x.model.family, "version": x.version,
@@ -427,7 +441,7 @@ def create_app(settings: Settings) -> FastAPI:
 
         guess = [x.small_call_seconds for x in chosen.values()]
         if len(texts) <= INLINE_HEADLINES and None not in guess and \
-                sum(g or 0 for g in guess) < settings.inline_seconds:
+                sum(g or 0 for g in guess) < settings.inline_ms / 1000:
             return run()  # less work than the hop to a worker thread and back
         return await anyio.to_thread.run_sync(run, limiter=limiter)
 
@@ -435,7 +449,80 @@ def create_app(settings: Settings) -> FastAPI:
     return app
 
 
-def serve(settings: Settings, host: str = "127.0.0.1", port: int = 8000) -> None:
+def _protocol(settings: Settings) -> type[asyncio.Protocol] | str:
+    """uvicorn's httptools protocol with what a hostile client must not get: a request head over
+    MAX_HEAD bytes is answered 431 and closed before it is buffered (httptools keeps a header
+    line whole until it ends: 64 lines of 1 MiB each cost a GB), more than MAX_HEADERS lines
+    400, and a request not received whole within request_seconds of its first byte 408 (a
+    client sending its body a byte a minute would hold its connection forever). Without
+    httptools, h11, which bounds the head itself."""
+    try:
+        from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+    except ImportError:
+        return "h11"
+
+    def refuse(transport: asyncio.Transport, status: int, message: str) -> None:
+        _, body = _error(status, (), message, "too_large" if status == 431 else "timeout")
+        reason = {431: b"Request Header Fields Too Large", 408: b"Request Timeout"}[status]
+        transport.write(b"HTTP/1.1 %d %s\r\ncontent-type: application/json\r\n"
+                        b"content-length: %d\r\nconnection: close\r\n\r\n%s"
+                        % (status, reason, len(body), body))
+        transport.close()
+
+    class Bounded(HttpToolsProtocol):
+        head: int | None = 0  # bytes of the request head so far; None once it is complete
+        timer: asyncio.TimerHandle | None = None
+
+        def data_received(self, data: bytes) -> None:
+            if self.timer is None:
+                self.timer = self.loop.call_later(settings.request_seconds, self.too_slow)
+            if self.head is not None:
+                self.head += len(data)
+            super().data_received(data)  # on_headers_complete sets head to None
+            # still in the head: the parser holds at most MAX_HEAD and one read (<= 256 KiB)
+            if self.head is not None and self.head > MAX_HEAD and \
+                    not self.transport.is_closing():
+                log.warning("%s: request head over %d bytes: closed", self.client, MAX_HEAD)
+                refuse(self.transport, 431, f"request head over {MAX_HEAD} bytes")
+
+        def on_header(self, name: bytes, value: bytes) -> None:
+            if len(self.headers) >= MAX_HEADERS:
+                raise ValueError(f"over {MAX_HEADERS} headers")  # httptools: 400 and closed
+            super().on_header(name, value)
+
+        def on_headers_complete(self) -> None:
+            self.head = None
+            super().on_headers_complete()
+
+        def on_message_complete(self) -> None:
+            self.head = 0  # the next request on this connection starts its head
+            if self.timer is not None:
+                self.timer.cancel()
+                self.timer = None
+            super().on_message_complete()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            if self.timer is not None:
+                self.timer.cancel()
+            super().connection_lost(exc)
+
+        def too_slow(self) -> None:
+            self.timer = None
+            log.warning("%s: request not received within %g s: closed", self.client,
+                        settings.request_seconds)
+            if self.head is None:  # in the body: self.cycle is this request's
+                if self.cycle.response_started:  # answered already (a body over the limit)
+                    self.transport.close()
+                    return
+                self.cycle.disconnected = True  # the app stops waiting for the body
+                self.cycle.message_event.set()
+            refuse(self.transport, 408,
+                   f"request not received within {settings.request_seconds:g} s")
+
+    return Bounded
+
+
+def serve(settings: Settings) -> None:
     import uvicorn
 
     # uvicorn stops on SIGTERM or SIGINT, finishes the requests in flight, then raises the signal
@@ -446,52 +533,45 @@ def serve(settings: Settings, host: str = "127.0.0.1", port: int = 8000) -> None
         signal.signal(sig, lambda *_: None)
     # http and loop stay "auto": httptools and uvloop when installed (uvicorn[standard]), which
     # take about 0.15 ms off every request; h11 and asyncio otherwise
-    uvicorn.run(_Front(create_app(settings)), host=host, port=port, log_level="warning",
-                access_log=False, timeout_graceful_shutdown=10,
+    uvicorn.run(_Front(create_app(settings)), host=settings.host, port=settings.port,
+                log_level="warning",
+                access_log=False, timeout_graceful_shutdown=10, http=_protocol(settings),
+                h11_max_incomplete_event_size=MAX_HEAD,
+                limit_concurrency=settings.max_connections,
                 # longer than the idle timeout of the proxies and balancers in front (60 s on
                 # most), so they never send on a connection the service has just closed
                 timeout_keep_alive=75)
 
 
-def _within(low: int, high: int) -> Callable[[str], int]:
-    """An argparse type: a whole number from low to high, else a usage error naming the range
-    (a port of 73536 would otherwise be taken modulo 65536, 0 threads hang every request)."""
-    def parse(text: str) -> int:
+def _option(f: dataclasses.Field) -> tuple[str, dict[str, Any]]:
+    """A Settings field as an argparse option: its flag, type, default and help; a value out of
+    its range is a usage error naming the range (a port of 73536 would otherwise be taken modulo
+    65536, 0 threads hang every request)."""
+    flag, bounds = "--" + f.name.replace("_", "-"), f.metadata.get("range")
+    kind: type = type(f.default)
+    if kind is bool:
+        return flag, {"action": argparse.BooleanOptionalAction, "default": f.default,
+                      "help": f.metadata["help"]}
+
+    def parse(text: str) -> Any:
         try:
-            value = int(text)
+            value = kind(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-        if not low <= value <= high:
-            raise argparse.ArgumentTypeError(f"{value} is outside {low}-{high}")
+            what = "a whole number" if kind is int else "a number"
+            raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
+        if bounds is not None and not bounds[0] <= value <= bounds[1]:
+            raise argparse.ArgumentTypeError(f"{value} is outside {bounds[0]}-{bounds[1]}")
         return value
-    return parse
+
+    return flag, {"type": parse, "default": f.default,
+                  "help": f"{f.metadata['help']} [{f.default}]",
+                  "metavar": "PATH" if issubclass(kind, Path) else kind.__name__.upper()}
 
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="manset-serve", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--models", type=Path, default=Path(os.environ.get("MANSET_MODELS",
-                                                                      "models")),
-                    help="Folder of exported tasks: <models>/<task>/champion/ [models]")
-    ap.add_argument("--host", default="127.0.0.1")
-    ap.add_argument("--port", type=_within(1, 65535), default=8000)
-    ap.add_argument("--threads", type=_within(1, 1024), default=Settings.threads,
-                    help="Predictions running at once")
-    ap.add_argument("--max-batch", type=int, default=MAX_BATCH, help="Headlines per request")
-    ap.add_argument("--max-chars", type=int, default=MAX_CHARS, help="Characters per headline")
-    ap.add_argument("--max-body", type=int, default=MAX_BODY, help="Bytes per request body")
-    ap.add_argument("--reload-seconds", type=float, default=2.0,
-                    help="How often champion/ is checked for a new bundle")
-    ap.add_argument("--inline-ms", type=float, default=Settings.inline_seconds * 1000,
-                    help="A call of a few headlines that took less last time runs on the event "
-                         "loop instead of a worker thread; 0: always a worker thread")
-    ap.add_argument("--int8", action="store_true",
-                    help="Serve a BERT bundle's int8 ONNX model (faster, within 0.5 point "
-                         "macro-F1) where the bundle kept one")
-    ap.add_argument("--abstain", action="store_true",
-                    help="Answer label null (\"not sure\") below each bundle's threshold, "
-                         "chosen on validation for the precision its config states")
-    args = ap.parse_args(argv)
-    serve(Settings(args.models, int8=args.int8, abstain=args.abstain, max_batch=args.max_batch,
-                   max_chars=args.max_chars, max_body=args.max_body, threads=args.threads,
-                   reload_seconds=args.reload_seconds, inline_seconds=args.inline_ms / 1000),
-          args.host, args.port)
+    for f in fields(Settings):
+        flag, kwargs = _option(f)
+        ap.add_argument(flag, **kwargs)
+    ap.set_defaults(models=Path(os.environ.get("MANSET_MODELS", "models")))
+    serve(Settings(**vars(ap.parse_args(argv))))

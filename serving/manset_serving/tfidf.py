@@ -5,6 +5,7 @@ its code.
 """
 
 import json
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -34,6 +35,8 @@ class TfidfPredictor:
             beta = float(cfg["beta"])
         except (KeyError, TypeError, ValueError) as e:
             raise bundle.error(f"no valid 'features' and 'beta' ({e})", "config.json") from e
+        if not 0 < beta < math.inf:  # NaN fails too
+            raise bundle.error(f"beta {beta} is not a positive number", "config.json")
         try:
             arrays = load(bundle.read(MODEL_FILE))
             idf, table, intercept = arrays["idf"], arrays["table"], arrays["intercept"]
