@@ -18,6 +18,7 @@ import pytest
 from manset_serving import load
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
+from test_service import _start
 from test_serving import small_bundle
 
 from training import export, tracking
@@ -66,7 +67,7 @@ def test_every_input_shape_gives_the_bundle_labels(store, model, shape: str) -> 
              "title": pd.DataFrame({"title": TEXTS}), "dict": {"text": TEXTS},
              "other-column": pd.DataFrame({"headline": TEXTS}), "array": np.array(TEXTS)}[shape]
     out = model.predict(given)
-    assert list(out.columns) == ["label", "probabilities"]
+    assert list(out.columns) == ["label", "score", "probabilities"]
     assert list(out["label"]) == _labels(bundle, TEXTS)
     assert out["probabilities"][0] == load(bundle).predict(TEXTS[:1])[0]["probabilities"]
 
@@ -165,17 +166,26 @@ def test_mlflow_models_serve_answers_with_the_bundle_labels(store, tmp_path: Pat
         else:
             pytest.fail("mlflow models serve did not start")
         want = _labels(bundle, TEXTS)
+        # manset-serve answers MLflow's scoring route as `mlflow models serve` does
+        ours = _start(export.install_champion(tmp_path / "models", "category", bundle, 1,
+                                              "run").parent.parent, tmp_path / "ours.log")
         for body in ({"inputs": TEXTS}, {"inputs": {"text": TEXTS}},
                      {"dataframe_split": {"columns": ["text"], "data": [[t] for t in TEXTS]}},
-                     {"dataframe_records": [{"title": t} for t in TEXTS]}):
+                     {"dataframe_records": [{"title": t} for t in TEXTS]},
+                     {"inputs": TEXTS[0]}):
             r = httpx.post(f"{base}/invocations", json=body, timeout=30)
             assert r.status_code == 200, r.text
-            assert [p["label"] for p in r.json()["predictions"]] == want, body
-        one = httpx.post(f"{base}/invocations", json={"inputs": TEXTS[0]}, timeout=30)
-        assert [p["label"] for p in one.json()["predictions"]] == want[:1]
+            n = 1 if isinstance(body.get("inputs"), str) else len(TEXTS)
+            assert [p["label"] for p in r.json()["predictions"]] == want[:n], body
+            mine = httpx.post(f"{ours.url}/invocations", json=body, timeout=30)
+            assert (mine.status_code, mine.json()) == (200, r.json()), body
         for bad in ({"inputs": [None]}, {"inputs": [""]}, {"inputs": [123]}):
             r = httpx.post(f"{base}/invocations", json=bad, timeout=30)
             assert r.status_code == 400 and "headlines[0]" in r.text, (bad, r.text)
+            mine = httpx.post(f"{ours.url}/invocations", json=bad, timeout=30)
+            assert mine.status_code == 400 and "headlines[0]" in mine.text, (bad, mine.text)
+            assert mine.json()["error_code"] == r.json()["error_code"]
+        ours.stop()
     finally:
         os.killpg(proc.pid, 15)
         proc.wait(timeout=30)

@@ -543,8 +543,8 @@ def test_schemathesis_finds_no_server_error(server: Server) -> None:
     bad = [r.err() for r in results if isinstance(r, Err)]
     assert not bad, bad
     operations = {op.label: op for op in (r.ok() for r in results if isinstance(r, Ok))}
-    assert set(operations) == {"POST /v1/classify", "GET /healthz", "GET /readyz",
-                               "GET /v1/models"}
+    assert set(operations) == {"POST /v1/classify", "POST /invocations", "GET /healthz",
+                               "GET /readyz", "GET /v1/models", "GET /metrics"}
     classify_op = operations.pop("POST /v1/classify")
     strategy = st.one_of(classify_op.as_strategy(GenerationMode.POSITIVE),
                          classify_op.as_strategy(GenerationMode.NEGATIVE),

@@ -81,7 +81,8 @@ def test_a_bundle_predicts_in_the_shared_format(bundle: Path) -> None:
     model = load(bundle)
     rows = model.predict(["Galatasaray derbiyi 3-1 kazandı", "Merkez Bankası faizi sabit tuttu"])
     assert [r["label"] for r in rows] == ["spor", "ekonomi"]
-    assert all(set(r) == {"label", "probabilities"} for r in rows)
+    assert all(set(r) == {"label", "score", "probabilities"} for r in rows)
+    assert all(r["score"] == max(r["probabilities"].values()) for r in rows)
     assert abs(sum(rows[0]["probabilities"].values()) - 1) < 1e-4
     assert model.info()["mlflow_run_id"] == "run-1" and model.family == "tfidf"
 

@@ -115,8 +115,9 @@ class Model:
         return self.predictor.predict_proba(texts)
 
     def predict(self, texts: object) -> list[dict[str, Any]]:
-        """One dict per headline: {"label", "name" (when the labels are codes), "probabilities"}.
-        "label" is None when the model abstains. Bad input raises InputError naming the item."""
+        """One dict per headline: {"label", "name" (when the labels are codes), "score" (the top
+        probability), "probabilities"}. "label" is None when the model abstains. Bad input raises
+        InputError naming the item."""
         return self.rows(self.predict_proba(check_texts(texts, self.max_chars)))
 
     def rows(self, proba: np.ndarray) -> list[dict[str, Any]]:
@@ -128,8 +129,9 @@ class Model:
             if self.abstain_below is not None and row.max() < self.abstain_below:
                 label = None
             named = {"name": self.names[label]} if label in self.names else {}
-            out.append({"label": label, **named, "probabilities": {
-                lb: round(float(p), 6) for lb, p in zip(self.labels, row, strict=True)}})
+            out.append({"label": label, **named, "score": round(float(row.max()), 6),
+                        "probabilities": {lb: round(float(p), 6)
+                                          for lb, p in zip(self.labels, row, strict=True)}})
         return out
 
 

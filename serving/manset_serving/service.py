@@ -27,19 +27,21 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import anyio
 from fastapi import FastAPI, Request, Response
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
+from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.requests import ClientDisconnect
 from starlette.types import Receive, Scope, Send
 
-from manset_serving.bundle import Bundle
+from manset_serving.bundle import Bundle, BundleError
 from manset_serving.champion import CHAMPION, RECORD, champion_dir, record
 from manset_serving.inputs import InputError, check_texts
-from manset_serving.models import Model, has_int8, load
+from manset_serving.models import Model, abstention_threshold, has_int8, load
+from manset_serving.observe import Metrics, log_request, start_access_log
 from manset_serving.settings import MAX_HEAD, MAX_HEADERS, Settings
 
 INLINE_HEADLINES = 8  # at most this many headlines may be predicted on the event loop
@@ -49,8 +51,10 @@ log = logging.getLogger("manset_serving.service")
 
 class ClassifyRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
-    headlines: list[str] = Field(description="Headlines to classify, in order.",
-                                 examples=[["Merkez Bankası faiz kararını açıkladı"]])
+    headlines: list[str] | None = Field(None, description="Headlines to classify, in order.",
+                                        examples=[["Merkez Bankası faiz kararını açıkladı"]])
+    inputs: list[str] | None = Field(None, description="The same as headlines, under the name "
+                                     "Hugging Face and TEI clients send; give one of the two.")
     tasks: list[str] | None = Field(None, description="Tasks to run [default: every exported "
                                                       "task].", examples=[["category"]])
 
@@ -59,6 +63,8 @@ class Prediction(BaseModel):
     label: str | None = Field(description="null when the service abstains (--abstain): the "
                                           "probabilities still hold the best guess")
     name: dict[str, str] | None = Field(None, description="{en, tr} when labels are codes")
+    score: float = Field(description="The top probability (that of label, or of the best guess "
+                                     "when label is null)")
     probabilities: dict[str, float]
 
 
@@ -71,10 +77,14 @@ def _request_schema(settings: Settings) -> dict[str, Any]:
     """ClassifyRequest's JSON schema with this service's limits, for the OpenAPI document (the
     handler checks them itself, to answer 413 for a batch over the limit and name the item)."""
     schema = ClassifyRequest.model_json_schema()
-    schema["properties"]["headlines"].update(
-        minItems=1, maxItems=settings.max_batch,
-        items={"type": "string", "minLength": 1, "maxLength": settings.max_chars,
-               "pattern": r"\S"})
+    for name in ("headlines", "inputs"):
+        schema["properties"][name] = {**schema["properties"][name], "type": "array",
+                                      "minItems": 1, "maxItems": settings.max_batch,
+                                      "items": {"type": "string", "minLength": 1,
+                                                "maxLength": settings.max_chars,
+                                                "pattern": r"\S"}}
+        schema["properties"][name].pop("anyOf", None)
+    schema["oneOf"] = [{"required": ["headlines"]}, {"required": ["inputs"]}]
     return schema
 
 
@@ -100,6 +110,7 @@ class Loaded:
     version: str | None  # the registered version, from champion.json once it names this run
     signature: tuple | None
     small_call_seconds: float | None = None  # running mean, calls of <= INLINE_HEADLINES
+    unsure_below: float | None = None  # the bundle's abstention threshold, for the metrics
 
     def timed(self, texts: list[str]) -> list[dict[str, Any]]:
         """The rows for `texts`, timing the call when it is a small one."""
@@ -177,8 +188,12 @@ class Registry:
             except (ValueError, OSError) as e:  # BundleError is a ValueError
                 self._fail(task, str(e))
                 return
+            try:
+                below: float | None = abstention_threshold(model.bundle)
+            except BundleError:  # exported before thresholds: no unsure count
+                below = None
             with self._lock:
-                self.loaded[task] = Loaded(model, None, sig)
+                self.loaded[task] = Loaded(model, None, sig, unsure_below=below)
                 self.errors.pop(task, None)
             self._records.pop(task, None)  # label it below
         self._label(task)
@@ -247,14 +262,17 @@ def _where(loc: tuple | list) -> str:
     return out or "body"
 
 
-Answer = tuple[int, bytes]  # status, JSON body
+class Answer(NamedTuple):
+    status: int
+    body: bytes  # JSON
+    headlines: int = 0  # classified, for the access log
 
 
-def _json(status: int, payload: object) -> Answer:
+def _json(status: int, payload: object, headlines: int = 0) -> Answer:
     # compact separators: a third less time in the encoder for a batch (floats are most of it);
     # NaN is not JSON: a model that gave one is an error (Model.rows), never an answer
-    return status, json.dumps(payload, ensure_ascii=False, separators=(",", ":"),
-                              allow_nan=False).encode()
+    return Answer(status, json.dumps(payload, ensure_ascii=False, separators=(",", ":"),
+                                     allow_nan=False).encode(), headlines)
 
 
 def _error(status: int, loc: tuple | list, message: str, kind: str = "value_error") -> Answer:
@@ -311,25 +329,44 @@ class _Front:
     FastAPI's routing, middleware and request objects cost about 0.1 ms a request, a tenth of
     the whole budget for one headline."""
 
-    def __init__(self, app: FastAPI):
+    def __init__(self, app: FastAPI, access_log: bool = True):
         self.app = app
-        self.answer: Callable[[bytes | None], Awaitable[Answer]] = app.state.answer
+        self.routes: dict[str, Callable[[bytes | None], Awaitable[Answer]]] = app.state.routes
         self.limit: int = app.state.settings.max_body
+        self.metrics: Metrics = app.state.metrics
+        self.access_log = access_log
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] != "/v1/classify" or \
-                scope["method"] != "POST":
+        if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        start, status, headlines = time.perf_counter(), 0, 0
+
+        async def sending(message: dict[str, Any]) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
         try:
-            body = await _body(scope, receive, self.limit)
-        except ClientDisconnect:
-            return  # no one to answer
-        status, data = await self.answer(body)
-        await send({"type": "http.response.start", "status": status,
-                    "headers": [(b"content-type", b"application/json"),
-                                (b"content-length", str(len(data)).encode())]})
-        await send({"type": "http.response.body", "body": data})
+            handler = self.routes.get(scope["path"]) if scope["method"] == "POST" else None
+            if handler is None:
+                await self.app(scope, receive, sending)  # type: ignore[arg-type]
+                return
+            try:
+                body = await _body(scope, receive, self.limit)
+            except ClientDisconnect:
+                return  # no one to answer
+            status, data, headlines = await handler(body)
+            await send({"type": "http.response.start", "status": status,
+                        "headers": [(b"content-type", b"application/json"),
+                                    (b"content-length", str(len(data)).encode())]})
+            await send({"type": "http.response.body", "body": data})
+        finally:
+            took = time.perf_counter() - start
+            self.metrics.request(scope["path"], status, took)
+            if self.access_log:
+                log_request(scope["method"], scope["path"], status, headlines, took)
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -352,6 +389,7 @@ def create_app(settings: Settings) -> FastAPI:
                   description="Turkish news headline classification (category and topic).")
     app.state.registry = registry
     app.state.settings = settings
+    app.state.metrics = metrics = Metrics()
 
     # async: these answer on the event loop, without a hop to a worker thread
 
@@ -384,8 +422,68 @@ def create_app(settings: Settings) -> FastAPI:
             body = await _body(request.scope, request.receive, settings.max_body)
         except ClientDisconnect:
             return Response(status_code=400)  # no one reads it
-        status, data = await answer(body)
+        status, data, _ = await answer(body)
         return Response(data, status, media_type="application/json")
+
+    @app.post(
+        "/invocations",
+        openapi_extra={"requestBody": {"required": True, "content": {"application/json": {
+            "schema": {"type": "object", "description": "MLflow's scoring format: inputs, "
+                       "instances, dataframe_split or dataframe_records (a text or title "
+                       "column), and params.task [default: category]"}}}}},
+        responses={400: {"description": "Invalid request, in MLflow's error shape"},
+                   503: {"description": "No model loaded for the task"}})
+    async def invocations_route(request: Request) -> Response:
+        """MLflow's scoring route, answered as `mlflow models serve` answers for the same
+        bundle's pyfunc: {"predictions": [one result per headline]}."""
+        try:
+            body = await _body(request.scope, request.receive, settings.max_body)
+        except ClientDisconnect:
+            return Response(status_code=400)
+        status, data, _ = await invocations(body)
+        return Response(data, status, media_type="application/json")
+
+    @app.get("/metrics", response_class=PlainTextResponse)
+    async def metrics_route() -> Response:
+        """Prometheus metrics: requests, latency, headlines per label, unsure answers."""
+        return Response(metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
+
+    def chosen_tasks(asked: list[str] | None) -> dict[str, Loaded] | Answer:
+        """The loaded models of the tasks asked for (None: every loaded task), or the error."""
+        current = registry.snapshot()
+        if asked is not None and not asked:
+            return _error(422, ("tasks",), "empty; name at least one task or leave tasks out")
+        tasks = asked if asked is not None else sorted(current)
+        if not tasks:
+            return _error(503, (), f"no model is loaded: {registry.not_ready()}", "not_ready")
+        for i, task in enumerate(tasks):
+            if task not in current:
+                errors = registry.errors_now()
+                why = f": {errors[task]}" if task in errors else ""
+                return _error(503 if task in errors else 422, ("tasks", i),
+                              f"{task[:100]!r} is not a loaded task (loaded: {sorted(current)})"
+                              + why)
+        return {t: current[t] for t in dict.fromkeys(tasks)}
+
+    async def predict(texts: list[str], chosen: dict[str, Loaded],
+                      shape: Callable[[dict[str, list[dict[str, Any]]]], object]) -> Answer:
+        """The models' rows for `texts`, as the JSON `shape` makes of them."""
+        def run() -> Answer:  # the JSON too: for a batch it costs as much as the model
+            try:
+                out = {t: x.timed(texts) for t, x in chosen.items()}
+            except Exception as e:  # a model fault: the client gets JSON, the log the details
+                log.exception("classify failed")
+                return _error(500, (), f"the model failed: {registry.public(str(e))}",
+                              "model_error")
+            for t, x in chosen.items():
+                metrics.answers(t, out[t], x.unsure_below)
+            return _json(200, shape(out), len(texts))
+
+        guess = [x.small_call_seconds for x in chosen.values()]
+        if len(texts) <= INLINE_HEADLINES and None not in guess and \
+                sum(g or 0 for g in guess) < settings.inline_ms / 1000:
+            return run()  # less work than the hop to a worker thread and back
+        return await anyio.to_thread.run_sync(run, limiter=limiter)
 
     async def answer(body: bytes | None) -> Answer:
         """POST /v1/classify: the status and JSON body for a request body (None: too long)."""
@@ -403,50 +501,97 @@ def create_app(settings: Settings) -> FastAPI:
                 req = ClassifyRequest.model_validate(json.loads(body))
             except (ValueError, RecursionError):  # ValidationError is a ValueError
                 return _invalid(e)
-        if len(req.headlines) > settings.max_batch:
-            return _error(413, ("headlines",), f"{len(req.headlines)} headlines, at most "
-                                               f"{settings.max_batch} per request", "too_large")
+        if req.headlines is not None and req.inputs is not None:
+            return _error(422, ("inputs",), "give headlines or inputs, not both")
+        name, given = ("inputs", req.inputs) if req.inputs is not None else \
+            ("headlines", req.headlines)
+        if given is None:
+            return _error(422, ("headlines",), "Field required (or give inputs)", "missing")
+        if len(given) > settings.max_batch:
+            return _error(413, (name,), f"{len(given)} headlines, at most "
+                                       f"{settings.max_batch} per request", "too_large")
         try:
-            texts = check_texts(req.headlines, settings.max_chars, settings.max_batch)
+            texts = check_texts(given, settings.max_chars, settings.max_batch, field=name)
         except InputError as e:  # its message already starts with the item, headlines[i]
-            return _json(422, {"detail": [{"type": "value_error", "loc": ["body", "headlines"],
+            return _json(422, {"detail": [{"type": "value_error", "loc": ["body", name],
                                            "msg": str(e)}]})
-        current = registry.snapshot()
-        if req.tasks is not None and not req.tasks:
-            return _error(422, ("tasks",), "empty; name at least one task or leave tasks out")
-        tasks = req.tasks if req.tasks is not None else sorted(current)
-        if not tasks:
-            return _error(503, (), f"no model is loaded: {registry.not_ready()}", "not_ready")
-        for i, task in enumerate(tasks):
-            if task not in current:
-                errors = registry.errors_now()
-                why = f": {errors[task]}" if task in errors else ""
-                return _error(503 if task in errors else 422, ("tasks", i),
-                              f"{task[:100]!r} is not a loaded task (loaded: {sorted(current)})"
-                              + why)
-        chosen = {t: current[t] for t in dict.fromkeys(tasks)}
+        chosen = chosen_tasks(req.tasks)
+        if isinstance(chosen, Answer):
+            return chosen
+        return await predict(texts, chosen, lambda out: {
+            "results": [{t: out[t][i] for t in chosen} for i in range(len(texts))],
+            "models": {t: {"model": x.model.family, "version": x.version,
+                           "mlflow_run_id": x.model.bundle.run_id}
+                       for t, x in chosen.items()}})
 
-        def run() -> Answer:  # the JSON too: for a batch it costs as much as the model
-            try:
-                out = {t: x.timed(texts) for t, x in chosen.items()}
-            except Exception as e:  # a model fault: the client gets JSON, the log the details
-                log.exception("classify failed")
-                return _error(500, (), f"the model failed: {registry.public(str(e))}",
-                              "model_error")
-            return _json(200, {
-                "results": [{t: out[t][i] for t in chosen} for i in range(len(texts))],
-                "models": {t: {"model": x.model.family, "version": x.version,
-                               "mlflow_run_id": x.model.bundle.run_id}
-                           for t, x in chosen.items()}})
+    async def invocations(body: bytes | None) -> Answer:
+        """POST /invocations: MLflow's scoring format for one task, errors in MLflow's shape."""
+        def bad(status: int, message: str) -> Answer:  # as the pyfunc's MlflowException
+            return _json(status, {"error_code": "INVALID_PARAMETER_VALUE" if status < 500 else
+                                  "TEMPORARILY_UNAVAILABLE", "message": message})
 
-        guess = [x.small_call_seconds for x in chosen.values()]
-        if len(texts) <= INLINE_HEADLINES and None not in guess and \
-                sum(g or 0 for g in guess) < settings.inline_ms / 1000:
-            return run()  # less work than the hop to a worker thread and back
-        return await anyio.to_thread.run_sync(run, limiter=limiter)
+        if body is None:
+            return bad(413, f"body over {settings.max_body} bytes")
+        try:
+            doc = json.loads(body)
+            texts, task = _mlflow_inputs(doc)
+            texts = check_texts(texts, settings.max_chars, settings.max_batch)
+        except RecursionError:
+            return bad(400, "nested too deeply")
+        except (ValueError, TypeError, KeyError) as e:  # InputError, JSONDecodeError: ValueErrors
+            return bad(400, str(e))
+        chosen = chosen_tasks([task])
+        if isinstance(chosen, Answer):
+            return bad(chosen.status, json.loads(chosen.body)["detail"][0]["msg"])
+        return await predict(texts, chosen, lambda out: {"predictions": out[task]})
 
-    app.state.answer = answer
+    app.state.routes = {"/v1/classify": answer, "/invocations": invocations}
     return app
+
+
+def _mlflow_inputs(doc: object) -> tuple[object, str]:
+    """The headlines and the task of an MLflow scoring request: {"inputs": [...]}, {"instances":
+    [...]}, {"dataframe_split": {"columns", "data"}} or {"dataframe_records": [...]} (a text or
+    title column, or the only one), with "params": {"task": ...} [category]."""
+    if not isinstance(doc, dict):
+        raise ValueError("expected a JSON object with inputs, instances, dataframe_split or "
+                         "dataframe_records")
+    params = doc.get("params") or {}
+    task = params.get("task", "category") if isinstance(params, dict) else None
+    if not isinstance(task, str):
+        raise ValueError("params.task must be a task name")
+    keys = [k for k in ("inputs", "instances", "dataframe_split", "dataframe_records")
+            if k in doc]
+    if len(keys) != 1 or set(doc) - {keys[0], "params"}:
+        raise ValueError("expected exactly one of inputs, instances, dataframe_split or "
+                         f"dataframe_records (and params); got {sorted(doc)[:10]}")
+    value = doc[keys[0]]
+    if keys[0] in ("inputs", "instances"):
+        if isinstance(value, dict):  # columns: {"text": [...]}
+            value = value[_column(list(value))]
+        return ([value] if isinstance(value, str) else value), task
+    if keys[0] == "dataframe_split":
+        columns = value.get("columns") if isinstance(value, dict) else None
+        data = value.get("data") if isinstance(value, dict) else None
+        if not isinstance(columns, list) or not isinstance(data, list) or \
+                not all(isinstance(r, list) and len(r) == len(columns) for r in data):
+            raise ValueError("dataframe_split needs columns and data rows of that length")
+        at = columns.index(_column(columns))
+        return [r[at] for r in data], task
+    if not isinstance(value, list) or not all(isinstance(r, dict) for r in value):
+        raise ValueError("dataframe_records must be a list of objects")
+    name = _column(sorted({k for r in value for k in r}))
+    return [r.get(name) for r in value], task
+
+
+def _column(columns: list) -> Any:
+    """Which column holds the headlines: text, title, or the only one (as the pyfunc reads)."""
+    found = next((c for c in ("text", "title") if c in columns), None)
+    if found is None and len(columns) == 1:
+        found = columns[0]
+    if found is None:
+        raise ValueError(f"the headlines need a 'text' or 'title' column; got {columns[:10]}")
+    return found
 
 
 def _protocol(settings: Settings) -> type[asyncio.Protocol] | str:
@@ -462,7 +607,7 @@ def _protocol(settings: Settings) -> type[asyncio.Protocol] | str:
         return "h11"
 
     def refuse(transport: asyncio.Transport, status: int, message: str) -> None:
-        _, body = _error(status, (), message, "too_large" if status == 431 else "timeout")
+        body = _error(status, (), message, "too_large" if status == 431 else "timeout").body
         reason = {431: b"Request Header Fields Too Large", 408: b"Request Timeout"}[status]
         transport.write(b"HTTP/1.1 %d %s\r\ncontent-type: application/json\r\n"
                         b"content-length: %d\r\nconnection: close\r\n\r\n%s"
@@ -533,7 +678,10 @@ def serve(settings: Settings) -> None:
         signal.signal(sig, lambda *_: None)
     # http and loop stay "auto": httptools and uvloop when installed (uvicorn[standard]), which
     # take about 0.15 ms off every request; h11 and asyncio otherwise
-    uvicorn.run(_Front(create_app(settings)), host=settings.host, port=settings.port,
+    if settings.access_log:
+        start_access_log()
+    uvicorn.run(_Front(create_app(settings), settings.access_log), host=settings.host,
+                port=settings.port,
                 log_level="warning",
                 access_log=False, timeout_graceful_shutdown=10, http=_protocol(settings),
                 h11_max_incomplete_event_size=MAX_HEAD,

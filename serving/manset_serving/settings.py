@@ -46,6 +46,8 @@ class Settings:
         "range": (0, 1000),
         "help": "A call of a few headlines that took less last time runs on the event loop, "
                 "not a worker thread; 0: always a thread."})
+    access_log: bool = field(default=True, metadata={
+        "help": "One JSON line per request on stderr: time, route, status, headlines, ms."})
     int8: bool = field(default=False, metadata={
         "help": "Serve a BERT bundle's int8 ONNX model (faster, within 0.5 point macro-F1) "
                 "where the bundle kept one."})
