@@ -3,9 +3,12 @@ the pyfunc and the in-memory pipeline must agree; then every kind of bad input."
 
 import io
 import json
+import os
 import re
 import shutil
 import sqlite3
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -13,7 +16,7 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import verify
+from conftest import ROOT, make_project, verify
 from manset_serving import load
 from mlflow import MlflowClient
 
@@ -264,3 +267,32 @@ def test_a_run_that_keeps_the_champion_restores_a_missing_champion_folder(traine
     shutil.rmtree(champion)
     assert main(["train", "tfidf", "--root", str(trained)]) == 0  # ties: the champion stays
     assert verify(champion) == before
+
+
+def test_manset_run_outside_a_terminal_prints_stages_and_nothing_to_ignore(
+        tmp_path: Path, mlflow_template: Path) -> None:
+    root = make_project(tmp_path / "project", mlflow_template)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "MANSET_"))}
+    out = subprocess.run([sys.executable, "-c", "import sys; from training.cli import main; "
+                          "sys.exit(main(sys.argv[1:]))", "run", "--root", str(root)],
+                         cwd=ROOT, env={**env, "COLUMNS": "60"}, capture_output=True, text=True,
+                         timeout=600)
+    assert out.returncode == 0, out.stderr
+    lines = out.stderr.splitlines()
+    for word in ("warning", "Warning", "INFO", "\x1b[", "Traceback", "Successfully registered",
+                 "Created version"):
+        assert not [x for x in lines if word in x], (word, out.stderr)
+    # the stages by name, each on a plain line with the time since the start
+    for stage in ("category: fitting tfidf", "category: evaluating tfidf", "cross-source:",
+                  "category: logging tfidf to MLflow"):
+        assert any(x.startswith("[") and stage in x for x in lines), (stage, out.stderr)
+    # the bundle's path on one line, even at 60 columns
+    bundle = root / "models" / "category" / "tfidf"
+    assert any(f"bundle {bundle};" in x for x in lines), out.stderr
+
+
+def test_catch_all_metrics_are_logged_for_topic_runs_only(trained: Path) -> None:
+    client = MlflowClient(f"sqlite:///{trained / 'mlruns' / 'mlflow.db'}")
+    exp = client.get_experiment_by_name("manset-category")
+    [run] = client.search_runs([exp.experiment_id])
+    assert not [k for k in run.data.metrics if k.startswith("test_catchall")]

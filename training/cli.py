@@ -8,8 +8,10 @@ import logging
 import os
 import sqlite3
 import sys
+import time
 import warnings
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated
@@ -18,6 +20,7 @@ import click
 import typer
 from manset_serving.settings import Settings
 from rich.console import Console
+from rich.status import Status
 from rich.table import Table
 from typer._click import exceptions as _typer_click  # typer >= 0.2x raises its vendored click's
 
@@ -31,7 +34,47 @@ train_app = typer.Typer(no_args_is_help=True, help="Train a model family on a bu
 app.add_typer(train_app, name="train")
 sweep_app = typer.Typer(no_args_is_help=True, help="Search a model family's settings (Optuna).")
 app.add_typer(sweep_app, name="sweep")
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)  # a path is never broken in two
+
+class Progress(logging.Handler):
+    """Stage names the training modules log (logger "training.progress"): the spinner's text in
+    a terminal; outside one (a CI log, a cron mail), a plain line each, with the time since the
+    command started, so that a long step is never silent."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.status: Status | None = None
+        self.start = time.monotonic()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.status is not None:
+            self.status.update(record.getMessage())
+        else:
+            err.print(f"[{time.monotonic() - self.start:4.0f} s] {record.getMessage()}",
+                      markup=False, highlight=False)
+
+
+PROGRESS = Progress()
+progress = logging.getLogger("training.progress")
+progress.addHandler(PROGRESS)
+progress.setLevel(logging.INFO)
+progress.propagate = False
+
+
+@contextmanager
+def _stage(text: str) -> Iterator[None]:
+    """A long step: a spinner that names it in a terminal, a plain line outside one."""
+    if not err.is_terminal:
+        progress.info(text)
+        yield
+        return
+    with err.status(text) as status:
+        PROGRESS.status = status
+        try:
+            yield
+        finally:
+            PROGRESS.status = None
+
 
 RootOpt = Annotated[Path, typer.Option(help="Project folder (data/, models/, mlruns/).",
                                        envvar="MANSET_ROOT")]
@@ -66,7 +109,7 @@ def _import_all(paths: Paths, verbose: bool) -> None:
     """CSVs, then pages, then gold labels: a gold label names a headline already stored."""
     from training import pipeline
 
-    with err.status("importing labelled headlines"):
+    with _stage("importing labelled headlines"):
         for name, st in pipeline.import_labelled(paths).items():
             if verbose:
                 err.print(f"{name}: {st.found} rows, {st.new} new, {st.duplicates} already there")
@@ -118,9 +161,9 @@ def _ingest_report(reports: Iterable) -> int:
     for col in ("page", "found", "new", "duplicates", "conflicts", "skipped"):
         table.add_column(col, overflow="fold")
     problems, notes = [], []
-    with err.status("reading pages") as status:
+    with _stage("reading pages"):
         for r in reports:
-            status.update(f"reading {r.path.name}")
+            progress.info("reading %s", r.path.name)
             if r.error:
                 problems.append(r.error)
             notes += [f"row skipped: {reason}" for reason in r.skip_reasons]
@@ -186,7 +229,7 @@ def train_tfidf(cfg: TfidfConfig, task: TaskOpt = "category", root: RootOpt = Pa
     from training import pipeline
 
     meta = _meta(run_name, tag, description)
-    with err.status(f"training tfidf on {task}"):
+    with _stage(f"training tfidf on {task}"):
         result = pipeline.train_tfidf(_paths(root), task, cfg, meta)
     _summary([result])
 
@@ -224,7 +267,7 @@ def train_use(cfg: UseConfig, task: TaskOpt = "category", root: RootOpt = Path("
     from training.use import train_use as train
 
     meta = _meta(run_name, tag, description)
-    with err.status(f"training use on {task} (embedding every headline once)"):
+    with _stage(f"training use on {task} (embedding every headline once)"):
         result = train(_paths(root), task, cfg, meta)
     _summary([result])
 
@@ -248,7 +291,7 @@ def train_ensemble(
     from training.ensemble import train_ensemble as train
 
     meta = _meta(run_name, tag, description)
-    with err.status(f"blending tfidf and {with_} on {task}"):
+    with _stage(f"blending tfidf and {with_} on {task}"):
         result = train(_paths(root), task, tfidf, bundle, meta, family=with_)
     _summary([result])
 
@@ -270,7 +313,7 @@ def sweep_tfidf(
     paths = _paths(root)
     dd, card = dataset.load(paths.built(task))
     tracking.configure(paths.root)
-    with err.status(f"sweeping tfidf on {task}: {trials} trials"):
+    with _stage(f"sweeping tfidf on {task}: {trials} trials"):
         result = sweep(paths, task, trials, cfg, dd, card, _meta(run_name, tag, description),
                        sweep_seed)
     err.print(f"sweep run {result.parent_run_id}: {result.complete} trials complete, "
@@ -289,7 +332,7 @@ def run(root: RootOpt = Path(".")) -> None:
     _import_all(paths, verbose=False)
     results = []
     for task in TASKS:
-        with err.status(f"building the {task} dataset"):
+        with _stage(f"building the {task} dataset"):
             try:
                 _, card = pipeline.build(paths, BuildConfig.for_task(task))
             except ValueError as e:
@@ -297,7 +340,7 @@ def run(root: RootOpt = Path(".")) -> None:
                 continue
         for w in card.warnings():
             err.print(f"[yellow]{task}: {w}")
-        with err.status(f"training tfidf on {task}"):
+        with _stage(f"training tfidf on {task}"):
             results.append(pipeline.train_tfidf(paths, task, TfidfConfig()))
     _summary(results)
 
@@ -537,6 +580,7 @@ def main(argv: list[str] | None = None) -> int:
     warnings.filterwarnings("ignore", category=UserWarning)
     os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # its INFO lines ask nothing
     # MLflow logs a traceback for a locked or broken store before raising; the one-line error
     # below says the same.
     logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)

@@ -14,6 +14,7 @@ is trained on the other sources' training rows and scores every row of that sour
 - Distant labels (a topic mapped from a section) train only; they are never scored.
 """
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -28,6 +29,8 @@ Refit = Callable[[Dataset], Callable[[list[str]], np.ndarray]]
 SMALL_SOURCE = 100  # rows: fewer than this and a source joins the "small-sources" fold
 SMALL = "small-sources"
 DISTANT = "category"  # label_source of rows that train only (training.dataset)
+
+progress = logging.getLogger("training.progress")  # stage names (training.cli.Progress)
 
 
 @dataclass(frozen=True)
@@ -79,7 +82,9 @@ def leave_one_source_out(refit: Refit, dd: DatasetDict, labels: list[str]
     texts = list(rows["text"])
     out: list[Fold] = []
     metrics: dict[str, float] = {}
-    for name, held in dataset_folds(dd).items():
+    folds = dataset_folds(dd)
+    for n, (name, held) in enumerate(folds.items(), 1):
+        progress.info("cross-source: trained without %s (%d of %d)", name, n, len(folds))
         test = scored & np.isin(source, held)
         keep = ~np.isin(t_source, held) & ~np.isin(t_group, group[np.isin(source, held)])
         seen = set(t_y[keep].tolist())

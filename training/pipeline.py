@@ -1,6 +1,7 @@
 """The stages end to end: table → dataset → train → evaluate → track → export."""
 
 import dataclasses
+import logging
 import sqlite3
 import tempfile
 import time
@@ -31,6 +32,9 @@ from training import (
 from training.dataset import BuildConfig, DataCard
 from training.files import staged_dir, temp_prefix
 from training.project import Paths
+
+# stage names, for the CLI's spinner or plain lines (training.cli.Progress)
+progress = logging.getLogger("training.progress")
 
 
 @dataclass
@@ -110,6 +114,7 @@ def tfidf_run(paths: Paths, task: str, cfg: baseline.TfidfConfig, dd: DatasetDic
     with tracking.run(task, "tfidf", paths.root, cfg.params(), meta, options.differing(cfg),
                       nested=nested) as run_id:
         tracking.log_dataset(dd, card.fingerprint, task, str(paths.built(task)))
+        progress.info("%s: fitting tfidf on %d rows", task, len(dd["train"]))
         start = time.perf_counter()
         pipe = baseline.fit_rows(cfg, dd["train"])
         train_seconds = time.perf_counter() - start
@@ -156,6 +161,7 @@ class Finished:
         models/<task>/champion/. Called after the MLflow run has ended, so the alias never
         points at a run that is still RUNNING."""
         t, paths = self.t, self.paths
+        progress.info("%s: judging %s against the champion", t.task, t.model)
         registration = registry.promote(self.challenger)
         note = ""
         if registration.champion_moved:
@@ -176,6 +182,7 @@ def finish_run(paths: Paths, t: Trained) -> Finished:
     in-memory model, time it and log it all. Runs inside the model's MLflow run; promotion
     follows once the run has ended (Finished.promote)."""
     labels = t.dd["train"].features["label"].names
+    progress.info("%s: evaluating %s", t.task, t.model)
     x_test, y_test = list(t.dd["test"]["text"]), np.array(t.dd["test"]["label"])
     y_val = np.array(t.dd["validation"]["label"])
     val = evaluation.evaluate(t.proba, list(t.dd["validation"]["text"]), y_val, labels,
@@ -183,7 +190,8 @@ def finish_run(paths: Paths, t: Trained) -> Finished:
     ev = evaluation.evaluate(t.proba, x_test, y_test, labels)
     abstain = evaluation.abstention(val, y_val)
     metrics = {**ev.metrics, "validation_macro_f1": val.metrics["validation_macro_f1"],
-               **catch_all_metrics(t.proba, t.dd, labels), **t.metrics,
+               **(catch_all_metrics(t.proba, t.dd, labels)
+                  if tasks.get(t.task).catch_all_metrics else {}), **t.metrics,
                **crosssource.per_source(t.dd, ev.pred),
                **evaluation.abstention_metrics(ev, y_test, abstain)}
     cards = {"DATA_CARD.md": t.card.markdown()}
@@ -191,6 +199,7 @@ def finish_run(paths: Paths, t: Trained) -> Finished:
         loso, folds = crosssource.leave_one_source_out(t.refit, t.dd, labels)
         metrics |= loso
         cards["CROSS_SOURCE.md"] = crosssource.markdown(folds, loso, labels)
+    progress.info("%s: exporting %s and timing the export", t.task, t.model)
     with staged_dir(paths.bundle(t.task, t.model)) as folder:
         names = label_names(paths, t.task)
         config = {**t.config, "abstain": asdict(abstain)}  # used when a service asks for it
@@ -217,6 +226,7 @@ def finish_run(paths: Paths, t: Trained) -> Finished:
              "predicted": [labels[i] for i in ev.pred], "ids": list(t.dd["test"]["id"]),
              # a later run re-scores this model only on rows it never trained on
              "trained_on": sorted(t.dd["train"]["id"])}, t.step)
+        progress.info("%s: logging %s to MLflow", t.task, t.model)
         example = x_test[:3]
         tracking.log_model(folder, t.task, example, pd.DataFrame(predictor.predict(example)),
                            export.requirements(t.model, t.config.get("members", {})))

@@ -42,6 +42,9 @@ class Task:
     taxonomy: str | None = None  # the label set with names (a CSV read by read_topics)
     gold: str | None = None  # gold labels, annotated by reading (training.gold); required when set
     mapping: str | None = None  # section → label, for distant labels (training rows only)
+    # test metrics again on the catch-all sections alone (test_catchall_*): a topic question
+    # (what is a Gündem headline about?); the category task has them as classes
+    catch_all_metrics: bool = False
 
     @property
     def needs_gold(self) -> bool:
@@ -52,7 +55,8 @@ TASKS = {
     "category": Task("category", "the site section (Spor, Ekonomi, Dünya, ...)", 0.1, 0.1, 30),
     "topic": Task("topic", "an IPTC Media Topic (medtop:01000000 ... medtop:17000000)",
                   0.4, 0.2, 20, distant_per_label=100, taxonomy="topics.csv",
-                  gold="annotations/topics_gold.csv", mapping="category_topics.csv"),
+                  gold="annotations/topics_gold.csv", mapping="category_topics.csv",
+                  catch_all_metrics=True),
 }
 
 

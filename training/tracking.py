@@ -354,6 +354,14 @@ def log_model(bundle: Path, task: str, example: list[str], output: pd.DataFrame,
             input_example=pd.DataFrame({"text": example}),
             # overridable at load: model_config={"abstain": True}, or for `mlflow models
             # serve` MLFLOW_PYFUNC_INFERENCE_CONFIG='{"abstain": true}'
-            model_config={"abstain": False},
-            registered_model_name=model_name(task))
+            model_config={"abstain": False})
+        # registered through the client: MLflow's fluent register_model prints two lines
+        client, name = MlflowClient(), model_name(task)
+        try:
+            client.create_registered_model(name)
+        except mlflow.exceptions.MlflowException as e:
+            if e.error_code != "RESOURCE_ALREADY_EXISTS":
+                raise
+        client.create_model_version(name, info.model_uri, run_id=info.run_id,
+                                    model_id=info.model_id)
     return info.model_uri
