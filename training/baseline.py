@@ -16,6 +16,23 @@ from sklearn.svm import LinearSVC
 from training.configs import TfidfConfig
 
 
+def matrix(texts: list[str], idf: np.ndarray, cfg: FeatureConfig) -> sparse.csr_matrix:
+    """The feature matrix, shape (len(texts), cfg.width + 1), for training a linear model (the
+    served model computes the same product without it: features.decision)."""
+    parts = []
+    for idx, h, n_char in features.hashed(texts, cfg):
+        w = features.slot_values(h, n_char, idf)
+        m = sparse.csr_matrix((w.ravel(), h.ravel(), np.arange(0, h.size + 1, h.shape[1])),
+                              shape=(len(h), cfg.width + 1))
+        m.sum_duplicates()
+        m.eliminate_zeros()
+        parts.append((idx, m))
+    if not parts:
+        return sparse.csr_matrix((0, cfg.width + 1), dtype=np.float32)
+    order = np.concatenate([i for i, _ in parts])
+    return sparse.vstack([m for _, m in parts]).tocsr()[np.argsort(order)]
+
+
 class NgramTfidf(TransformerMixin, BaseEstimator):
     """scikit-learn face of manset_serving.features: fit learns the idf, transform gives the
     matrix."""
@@ -25,10 +42,11 @@ class NgramTfidf(TransformerMixin, BaseEstimator):
 
     def fit(self, texts: list[str], y: object = None) -> "NgramTfidf":
         self.idf_ = features.document_frequency_idf(list(texts), self._cfg)
+        self.n_texts_ = len(texts)
         return self
 
     def transform(self, texts: list[str]) -> sparse.csr_matrix:
-        return features.tfidf(list(texts), self.idf_, self._cfg)
+        return matrix(list(texts), self.idf_, self._cfg)
 
     @property
     def _cfg(self) -> FeatureConfig:
@@ -69,13 +87,19 @@ def proba_fn(pipe: Pipeline, labels: int) -> Callable[[list[str]], np.ndarray]:
 
 
 def export_arrays(pipe: Pipeline) -> tuple[dict[str, np.ndarray], float]:
-    """The fitted pipeline as arrays for the TF-IDF bundle, and the inverse temperature."""
+    """The fitted pipeline as arrays for the TF-IDF bundle, and the inverse temperature. Only
+    the buckets some training text has are stored (a third of them for category, a twentieth
+    for topic): their ids, idf and weights; every other bucket has the idf `idf_unseen` and no
+    weight."""
     calibrated = pipe.named_steps["clf"].calibrated_classifiers_[0]
     svm = calibrated.estimator
     (scaler,) = calibrated.calibrators
+    ngrams = pipe.named_steps["features"]
+    unseen = features.unseen_idf(ngrams.n_texts_)
+    buckets = np.flatnonzero(ngrams.idf_ != unseen).astype(np.int32)  # the null bucket too
     return {
-        "idf": pipe.named_steps["features"].idf_,
-        # One row per hash bucket: prediction gathers rows, so they must be contiguous.
-        "table": np.ascontiguousarray(svm.coef_.T, dtype=np.float32),
+        "buckets": buckets, "idf": ngrams.idf_[buckets], "idf_unseen": np.array([unseen]),
+        # one row per stored bucket: prediction gathers rows, so they must be contiguous
+        "weights": np.ascontiguousarray(svm.coef_.T[buckets], dtype=np.float32),
         "intercept": svm.intercept_.astype(np.float32),
     }, float(scaler.beta_)

@@ -3,10 +3,10 @@
     from manset_serving import load
     model = load("models/category/champion")
     model.predict(["Merkez Bankası faiz kararını açıkladı"])
-    # [{"label": "Ekonomi", "probabilities": {...}}]
+    # [{"label": "Ekonomi", "score": 0.97, "probabilities": {...}}]
 
-Imports nothing from the training package; TF-IDF bundles need numpy, scipy and safetensors,
-BERT bundles add onnxruntime and tokenizers.
+Imports nothing from the training package; TF-IDF bundles need numpy and safetensors, BERT
+bundles add onnxruntime and tokenizers.
 """
 
 from manset_serving.bundle import BundleError

