@@ -421,3 +421,37 @@ def test_the_champion_shares_no_file_with_the_folder_a_user_rewrites(trained: Pa
         assert (champion / name).stat().st_ino != (models / "tfidf" / name).stat().st_ino
     assert verify(champion) == before
     assert main(["predict", "Fenerbahçe derbiyi kazandı", "--root", str(trained)]) == 0
+
+
+def test_gc_keeps_the_champion_and_the_newest_runs_and_frees_their_artifacts(
+        trained: Path, capsys) -> None:
+    root = ["--root", str(trained)]
+    for c in ("0.01", "0.02", "0.03"):  # three runs that lose to v1
+        assert main(["train", "tfidf", "--C", c, *root]) == 0
+    client = _store(trained)
+    runs = _runs(client)  # oldest first: the champion (v1), then the three
+    champion, newest = runs[0].info.run_id, runs[-1].info.run_id
+    assert client.get_model_version_by_alias(MODEL, "champion").run_id == champion
+    artifacts = trained / "mlruns" / "artifacts"
+    doomed = [r.info.run_id for r in runs[1:-1]]
+    assert all((artifacts / r).is_dir() for r in doomed)
+
+    capsys.readouterr()
+    assert main(["gc", "--task", "category", "--keep", "1", "--dry-run", *root]) == 0
+    assert "would prune 2 runs and versions v2, v3" in capsys.readouterr().err
+    assert len(_runs(client)) == 4
+    assert main(["gc", "--task", "category", "--keep", "1", *root]) == 0
+    assert "pruned 2 runs and versions v2, v3" in capsys.readouterr().err
+    assert [r.info.run_id for r in _runs(client)] == [champion, newest]
+    assert not [f for r in doomed for f in (artifacts / r).rglob("*") if f.is_file()]
+    assert {str(v.version) for v in client.search_model_versions(f"name='{MODEL}'")} == \
+        {"1", "4"}
+    models = client.search_logged_models(experiment_ids=[runs[0].info.experiment_id])
+    assert {m.source_run_id for m in models} == {champion, newest}
+    stored = {p.parent.parent.name for p in artifacts.rglob("MLmodel")}  # the logged models
+    assert stored == {m.model_id for m in models}, stored
+    # what is left still works: the champion pulls and predicts, the newest can be promoted
+    shutil.rmtree(trained / "models" / "category" / "champion")
+    assert main(["pull", "--task", "category", *root]) == 0
+    assert main(["predict", "Galatasaray derbiyi kazandı", *root]) == 0
+    assert main(["promote", "4", "--force", "--reason", "after gc", *root]) == 0

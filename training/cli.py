@@ -163,7 +163,8 @@ def _ingest_report(reports: Iterable) -> int:
     problems, notes = [], []
     with _stage("reading pages"):
         for r in reports:
-            progress.info("reading %s", r.path.name)
+            if PROGRESS.status is not None:  # a terminal: the page being read; else quiet
+                PROGRESS.status.update(f"reading {r.path.name}")
             if r.error:
                 problems.append(r.error)
             notes += [f"row skipped: {reason}" for reason in r.skip_reasons]
@@ -492,6 +493,44 @@ def predict(
         done += len(batch)
     if not done:
         raise ValueError(f"{input}: no headlines in the file")
+
+
+@app.command()
+def gc(task: Annotated[str, typer.Option(help="category, topic, or all.")] = "all",
+       keep: Annotated[int, typer.Option(help="The newest runs kept per task, besides the "
+                                              "champion's.", min=0)] = 5,
+       dry_run: Annotated[bool, typer.Option("--dry-run", help="Say what would go; delete "
+                                                               "nothing.")] = False,
+       root: RootOpt = Path(".")) -> None:
+    """Delete old runs from the tracking store, with their registered versions and artifacts
+    (the logged bundles are most of mlruns/): every task keeps its champion's run and the newest
+    --keep runs."""
+    from training import runs as runs_mod
+    from training import tracking
+    from training.tasks import TASKS
+
+    paths = _paths(root)
+    tracking.configure(paths.root)
+    before = _size(paths.root / "mlruns")
+    for name in list(TASKS) if task == "all" else [_known_task(task)]:
+        try:
+            out = runs_mod.prune(name, keep, dry_run)
+        except tracking.TrackingError as e:
+            if "no runs of task" not in str(e):
+                raise
+            continue
+        verb = "would prune" if dry_run else "pruned"
+        versions = ", ".join(f"v{v}" for v in out.versions) or "none"
+        err.print(f"{name}: kept {len(out.kept)} runs (the champion's and the newest {keep}); "
+                  f"{verb} {len(out.pruned)} runs and versions {versions}", markup=False)
+    if not dry_run and before:
+        err.print(f"mlruns/: {before / 2**20:,.0f} MB → "
+                  f"{_size(paths.root / 'mlruns') / 2**20:,.0f} MB", markup=False)
+
+
+def _size(folder: Path) -> int:
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) \
+        if folder.is_dir() else 0
 
 
 @app.command()
