@@ -190,6 +190,7 @@ def test_a_read_only_store_names_the_real_cause(trained: Path, capsys, monkeypat
     champion = verify(trained / "models" / "category" / "champion")
     db = trained / "mlruns" / "mlflow.db"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///file:{db}?mode=ro&uri=true")
+    monkeypatch.chdir(trained)  # MLflow makes the folder "file:/…/mlruns" where it runs
     assert main(["train", "tfidf", "--root", str(trained)]) == 1
     err = capsys.readouterr().err
     assert "Traceback" not in err and "autoflush" not in err

@@ -63,12 +63,22 @@ def _create_once(uri: str) -> None:
     creates it under a lock beside the database; the others wait, then find it made."""
     if not uri.startswith("sqlite:///"):
         return  # a server creates its own store once
-    db = Path(url2pathname(uri.removeprefix("sqlite:///")))
-    db.parent.mkdir(parents=True, exist_ok=True)
-    with open(db.with_name(db.name + ".lock"), "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+    path = uri.removeprefix("sqlite:///")  # a file name, or an SQLite URI (file:...?mode=ro)
+    db = Path(url2pathname(urlsplit(path).path if path.startswith("file:") else
+                           path.split("?", 1)[0]))
+    try:
+        db.parent.mkdir(parents=True, exist_ok=True)
+        lock = open(db.with_name(db.name + ".lock"), "a")
+    except OSError:  # a read-only folder: nobody creates a store there, MLflow says why
+        lock = None
+    try:
+        if lock is not None:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
         with guarded("opening the store"):
             MlflowClient(uri).search_experiments(max_results=1)
+    finally:
+        if lock is not None:
+            lock.close()
 
 
 def model_name(task: str) -> str:
