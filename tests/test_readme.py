@@ -77,10 +77,17 @@ def test_spark_example(trained: Path, tmp_path: Path) -> None:
     pytest.importorskip("pyspark")
     if shutil.which("java") is None:
         pytest.skip("no Java runtime (.ci/run installs one)")
+    before = {p for p in trained.rglob("*") if p.is_file()}
     out = _python(example("spark"), trained, timeout=600)
     assert _expected(trained, "Galatasaray derbide 3-1 kazandı") in out
+    # what it wrote is where git ignores it: run as written in a clone, it leaves no change
+    written = [str(p.relative_to(trained)) for p in trained.rglob("*")
+               if p.is_file() and p not in before]
+    ignored = subprocess.run(["git", "-C", str(ROOT), "check-ignore", "--no-index", *written],
+                             capture_output=True, text=True).stdout.split()
+    assert written and sorted(ignored) == sorted(written), (written, ignored)
     # every row of the written parquet: the champion's label (the one Spark test of spark_udf)
-    scored = pd.read_parquet(trained / "scored.parquet")
+    scored = pd.read_parquet(trained / "out" / "scored.parquet")
     bundle = load(trained / "models" / "category" / "champion")
     assert len(scored) > 0
     assert list(scored["label"]) == [r["label"] for r in bundle.predict(list(scored["title"]))]

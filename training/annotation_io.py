@@ -33,13 +33,14 @@ def open_session(paths: Paths, task: str, annotator: str, seed: int) -> Session:
                    tasks.read_topics(paths.data / spec.taxonomy), items, annotator, seed)
 
 
-def export_label_studio(s: Session, folder: Path, limit: int) -> int:
-    """tasks.json and config.xml in `folder`; returns the number of tasks."""
+def export_label_studio(s: Session, folder: Path, limit: int) -> tuple[int, int]:
+    """tasks.json and config.xml in `folder`; returns the headlines to label (at most `limit`)
+    and the labelled ones exported with them as annotations."""
     todo = [(it.id, it.text, it.source, it.category) for it in s.sampler.take(limit)]
     exported = label_studio.export_tasks(s.gold, todo)
     write_text(folder / "tasks.json", json.dumps(exported, ensure_ascii=False, indent=1))
     write_text(folder / "config.xml", label_studio.config_xml(s.topics, TOPIC_KEYS))
-    return len(exported)
+    return len(todo), len(s.gold)
 
 
 def import_label_studio(s: Session, path: Path) -> tuple[int, int]:

@@ -28,11 +28,15 @@ from training.configs import BertTrainConfig, TfidfConfig, UseConfig
 from training.options import with_config
 from training.project import Paths, ProjectError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
+# Plain help (click's): it wraps at the terminal's width, where rich's boxes cut a long word
+# (a path, a model id) with "…" in a column 20 characters wide.
+app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
                   help="Turkish news headline classification.")
-train_app = typer.Typer(no_args_is_help=True, help="Train a model family on a built dataset.")
+train_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None,
+                        help="Train a model family on a built dataset.")
 app.add_typer(train_app, name="train")
-sweep_app = typer.Typer(no_args_is_help=True, help="Search a model family's settings (Optuna).")
+sweep_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None,
+                        help="Search a model family's settings (Optuna).")
 app.add_typer(sweep_app, name="sweep")
 err = Console(stderr=True, soft_wrap=True)  # a path is never broken in two
 
@@ -95,6 +99,9 @@ TaskOpt = Annotated[str, typer.Option(help="category or topic.", callback=_known
 
 
 def _paths(root: Path) -> Paths:
+    if not root.is_dir():  # a typo must not become a new project with a store of its own
+        raise ProjectError(f"{root}: no such folder; --root names a project folder (data/, "
+                           "models/, mlruns/)")
     return Paths(root.resolve())
 
 
@@ -213,8 +220,8 @@ def _meta(run_name: str | None, tag: list[str] | None, description: str | None):
 
 
 RunNameOpt = Annotated[str | None, typer.Option(
-    help="The run's name.", show_default="family, the settings that differ from the defaults, "
-                                         "a short id: tfidf-C=2-a1b2c3")]
+    help="The run's name [default: the family, the settings that differ from the defaults, a "
+         "short id: tfidf-C=2-a1b2c3].", show_default=False)]
 TagOpt = Annotated[list[str] | None, typer.Option(
     "--tag", help="key=value, a tag on the run (repeat for more).")]
 DescriptionOpt = Annotated[str | None, typer.Option(help="The run's description in the UI.")]
@@ -280,10 +287,11 @@ def train_ensemble(
         "--with", help="The family blended with TF-IDF: bert, or use (the multilingual "
                        "Universal Sentence Encoder).")] = "bert",
     tfidf: Annotated[Path | None, typer.Option(
-        help="The TF-IDF member bundle.", show_default="models/<task>/tfidf")] = None,
+        help="The TF-IDF member bundle [default: models/<task>/tfidf].",
+        show_default=False)] = None,
     bundle: Annotated[Path | None, typer.Option(
-        "--bert", "--use", help="The other member's bundle.",
-        show_default="models/<task>/<the --with family>")] = None,
+        "--bert", "--use", help="The other member's bundle [default: models/<task>/<the "
+                                "--with family>].", show_default=False)] = None,
     run_name: RunNameOpt = None, tag: TagOpt = None, description: DescriptionOpt = None,
 ) -> None:
     """Blend a TF-IDF bundle with a BERT or USE bundle of the built dataset: the weight is
@@ -380,7 +388,8 @@ def runs(
     sort: Annotated[str, typer.Option(
         help="macro_f1, cross_source_f1, accuracy, train_s, throughput, started, name or "
              "family.")] = "macro_f1",
-    limit: Annotated[int | None, typer.Option(help="Show the first N runs only.")] = None,
+    limit: Annotated[int | None, typer.Option(help="Show the first N runs only.",
+                                              min=1)] = None,
     as_json: Annotated[bool, typer.Option("--json", help="JSON lines instead of a table.")
                        ] = False,
     root: RootOpt = Path("."),
@@ -424,7 +433,8 @@ def promote(
         "--force", help="Move the alias even if the version is not better than the champion "
                         "by the paired test, or was tested on another dataset.")] = False,
     by: Annotated[str | None, typer.Option(
-        help="Who asks: recorded on the version.", show_default="your user name")] = None,
+        help="Who asks: recorded on the version [default: your user name].",
+        show_default=False)] = None,
     root: RootOpt = Path("."),
 ) -> None:
     """Make a registered version the champion by hand, and install its bundle in
@@ -451,7 +461,8 @@ def predict(
     task: Annotated[str, typer.Option(
         help="category, topic, or all (both, one line per headline).")] = "category",
     model: Annotated[str | None, typer.Option(
-        help="The last run's bundle of a family (tfidf, bert) instead of the champion.")] = None,
+        help="The last run's bundle of a family (tfidf, bert, use, ensemble) instead of the "
+             "champion.")] = None,
     bundle: Annotated[Path | None, typer.Option(
         help="A bundle folder to use instead of the champion (one task).")] = None,
     input: Annotated[Path | None, typer.Option(
@@ -475,6 +486,11 @@ def predict(
     if not texts and input is None:
         raise ValueError("no headlines given: pass them as arguments or with --input FILE")
     paths = _paths(root)
+    if model and bundle is None:
+        for n in names:
+            if not paths.bundle(n, model).is_dir():
+                raise ValueError(f"{paths.bundle(n, model)}: no {model} bundle of {n} yet; "
+                                 f"train one with `manset train {model} --task {n}`")
     models = {n: load(bundle or (paths.bundle(n, model) if model else paths.champion(n)),
                       int8=int8, abstain=abstain, task=n) for n in names}
     source = itertools.chain(texts or [], iter_headlines(input) if input is not None else [])
@@ -575,7 +591,8 @@ def annotate_cmd(
              "config.xml (the labelling interface) into this folder, and stop.")] = None,
     import_label_studio: Annotated[Path | None, typer.Option(
         help="Merge a Label Studio JSON export into the gold file, and stop.")] = None,
-    limit: Annotated[int, typer.Option(help="Headlines to export for labelling.")] = 200,
+    limit: Annotated[int, typer.Option(help="Headlines to export for labelling (the gold rows "
+                                           "come with them, as annotations).", min=0)] = 200,
     root: RootOpt = Path("."),
 ) -> None:
     """Label headlines one key at a time (sampling rule: training/sampling.py), or exchange
@@ -589,8 +606,9 @@ def annotate_cmd(
         err.print(f"{added} labels added to {session.gold_path}; {kept} headlines already "
                   "labelled there were left as they were")
     elif export_label_studio is not None:
-        n = annotation_io.export_label_studio(session, export_label_studio, limit)
-        err.print(f"{export_label_studio}: tasks.json ({n} tasks) and config.xml")
+        todo, gold = annotation_io.export_label_studio(session, export_label_studio, limit)
+        err.print(f"{export_label_studio}: tasks.json ({todo} headlines to label, {gold} "
+                  "labelled ones as annotations) and config.xml", markup=False)
     else:
         annotate.annotate(session)
 
@@ -603,9 +621,9 @@ def iter_headlines(path: Path) -> Iterator[str]:
     if str(path) == "-":
         yield from (t.strip() for t in sys.stdin if t.strip())
         return
-    check_file(path)
+    check_file(path, pipe_ok=True)
     if path.suffix.lower() == ".csv":
-        for r in read_csv(path, ["title"]):
+        for r in read_csv(path, ["title"], pipe_ok=True):
             if not r["title"].strip():
                 raise ValueError(f"{path}:{r['_line']}: empty headline")
             yield r["title"].strip()

@@ -128,25 +128,29 @@ class Aliases:
             ("*", key) in self._not_classes and (source, key) not in self._map)
 
 
-def read_csv(path: Path, required: list[str]) -> Iterator[dict[str, str]]:
-    """Rows of a UTF-8 CSV as dicts (plus '_line'), with clear errors naming file and line."""
-    check_file(path)
+def read_csv(path: Path, required: list[str], pipe_ok: bool = False
+             ) -> Iterator[dict[str, str]]:
+    """Rows of a UTF-8 CSV as dicts (plus '_line'), with clear errors naming file and line;
+    pipe_ok: a named pipe too (read once, as it streams)."""
+    check_file(path, pipe_ok)
     with path.open("rb") as f:
         # strict: an unclosed quote is an error, not data
         reader = csv.DictReader(utf8_lines(path, f), strict=True)
-        if not reader.fieldnames:
+        try:
+            header = reader.fieldnames
+        except csv.Error as e:
+            raise ValueError(f"{path}:1: malformed CSV header: {e}") from e
+        if not header:
             raise ValueError(f"{path}: empty file, expected a header with {', '.join(required)}")
-        missing = [c for c in required if c not in reader.fieldnames]
+        missing = [c for c in required if c not in header]
         if missing:
             raise ValueError(
-                f"{path}: missing column(s) {', '.join(missing)}; "
-                f"found {', '.join(reader.fieldnames)}"
-            )
+                f"{path}: missing column(s) {', '.join(missing)}; found {', '.join(header)}")
         try:
             for row in reader:
                 if None in row or any(row.get(c) is None for c in required):
                     raise ValueError(
-                        f"{path}:{reader.line_num}: expected {len(reader.fieldnames)} fields, "
+                        f"{path}:{reader.line_num}: expected {len(header)} fields, "
                         "found another number (an unquoted comma or a missing quote?)"
                     )
                 yield {**row, "_line": str(reader.line_num)}
@@ -156,8 +160,10 @@ def read_csv(path: Path, required: list[str]) -> Iterator[dict[str, str]]:
 
 def utf8_lines(path: Path, f: Iterable[bytes]) -> Iterator[str]:
     """The lines of a binary file decoded one at a time (a leading BOM dropped), so that a byte
-    that is not UTF-8 is reported with its file and line."""
-    for i, raw in enumerate(f, 1):
+    that is not UTF-8 is reported with its file and line. A line ends at \n, \r\n or a lone
+    \r (old Mac files, some exports)."""
+    lines = (line for chunk in f for line in chunk.splitlines(keepends=True))
+    for i, raw in enumerate(lines, 1):
         try:
             yield raw.decode("utf-8-sig" if i == 1 else "utf-8")
         except UnicodeDecodeError as e:
@@ -165,11 +171,12 @@ def utf8_lines(path: Path, f: Iterable[bytes]) -> Iterator[str]:
                              "the file as UTF-8") from e
 
 
-def check_file(path: Path) -> None:
-    """A readable regular file, or an error that says what `path` is instead."""
+def check_file(path: Path, pipe_ok: bool = False) -> None:
+    """A readable regular file (or a named pipe, where the reader reads once), or an error that
+    says what `path` is instead."""
     if path.is_dir():
         raise IsADirectoryError(f"{path}: a folder, not a file")
-    if not path.is_file():
+    if not path.is_file() and not (pipe_ok and path.is_fifo()):
         raise FileNotFoundError(f"{path}: no such file")
 
 

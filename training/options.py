@@ -160,7 +160,7 @@ def _annotation(o: Option) -> Any:
     shown = {"True": "on", "False": "off"}.get(shown, shown)
     # the default in the help itself: the option's own default is None (so that a value given
     # is told from one left out), and a string show_default would print in parentheses
-    text = f"{o.help} \\[default: {shown}]"  # escaped: rich reads [..] as markup
+    text = f"{o.help} [default: {shown}]"
     if o.type is bool:
         return Annotated[bool | None, typer.Option(f"{o.flag}/--no-{o.flag[2:]}",
                                                    help=text, show_default=False)]

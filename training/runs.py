@@ -27,8 +27,7 @@ PAGE = 1000
 
 def list_runs(task: str, sort: str = "macro_f1", limit: int | None = None) -> list[dict]:
     """The task's runs (a sweep's trials left out: its parent and best run stand for them),
-    sorted by `sort`: descending for figures, ascending for names; `limit` keeps the first
-    rows."""
+    sorted by `sort`, best first; `limit` keeps the first rows."""
     if sort not in SORTABLE:
         raise ValueError(f"--sort {sort!r}: one of {', '.join(SORTABLE)}")
     with guarded("listing the runs"):
@@ -42,8 +41,12 @@ def list_runs(task: str, sort: str = "macro_f1", limit: int | None = None) -> li
         rows = [_row(r, champion) for page in _pages(client, experiment.experiment_id)
                 for r in page if "optuna.state" not in r.data.tags]  # a sweep's trials: see
         #                                                              its parent run
-    figures = sort not in ("name", "family")
-    rows.sort(key=lambda r: (r[sort] is None, -(r[sort] or 0)) if figures else r[sort] or "")
+    # best first: the highest figure, the shortest training, the newest run; names A to Z
+    if sort in ("name", "family"):
+        rows.sort(key=lambda r: r[sort] or "")
+    else:
+        sign = 1 if sort == "train_s" else -1
+        rows.sort(key=lambda r: (r[sort] is None, sign * (r[sort] or 0)))
     return rows[:limit] if limit else rows
 
 
