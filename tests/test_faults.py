@@ -273,3 +273,23 @@ def test_commands_started_at_once_on_a_fresh_project_create_the_store_once(tmp_p
     # each finds an empty store: not MLflow's own schema creation failing under another
     assert all("no runs of task 'category' yet" in e for e in errs), errs
     assert (root / "mlruns" / "mlflow.db").is_file()
+
+
+def test_a_full_disk_under_models_is_one_line_and_the_champion_is_intact(trained: Path) -> None:
+    """A file size limit (ulimit -f) stands in for a full disk: the bundle's weights are the
+    largest file a run writes, so that is where the write fails."""
+    champion = verify(trained / "models" / "category" / "champion")
+    weights = (trained / "models" / "category" / "tfidf" / "model.safetensors").stat().st_size
+    limit = max(weights - 100_000, (trained / "mlruns" / "mlflow.db").stat().st_size + 200_000)
+    assert limit < weights
+    code = ("import resource, signal, sys\n"
+            "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
+            f"resource.setrlimit(resource.RLIMIT_FSIZE, ({limit}, {limit}))\n"
+            "from training.cli import main\n"
+            f"sys.exit(main(['train', 'tfidf', '--root', {str(trained)!r}]))\n")
+    out = _python(code, trained)
+    assert out.returncode == 1, out.stderr[-3000:]
+    errors = [x for x in out.stderr.splitlines() if not x.startswith("[")]
+    assert "Traceback" not in out.stderr and len(errors) == 1, out.stderr[-3000:]
+    assert "model.safetensors cannot be written" in errors[0] and "File too large" in errors[0]
+    assert verify(trained / "models" / "category" / "champion") == champion

@@ -26,7 +26,7 @@ from training.ingest import (
     site_aliases,
 )
 from training.ingest_html import decode, load_profiles, parse_html
-from training.stamps import parse_meta
+from training.stamps import parse_meta, parse_stamp
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGES = ROOT / "data" / "pages"
@@ -142,10 +142,19 @@ def test_meta_line_forms(line, stamp, section):
 
 @pytest.mark.parametrize("line", [
     "Son Dakika: Balıkesir'de 4,3 büyüklüğünde deprem", "Fenerbahçe - Galatasaray: 2-1",
-    "31.02.2025 10:00 - Gündem", "25:70 - Dünya", "Haftanın Öne Çıkanları", "",
+    "Haftanın Öne Çıkanları", "",
 ])
 def test_not_meta_lines(line):
     assert parse_meta(line) is None
+
+
+@pytest.mark.parametrize("line", ["31.02.2025 10:00 - Gündem", "25:70 - Dünya", "99:99 - Spor"])
+def test_a_stamp_out_of_range_is_a_meta_line_with_a_bad_stamp(line):
+    """Its row is skipped with the reason (ingest's skip reasons, the dry run), not dropped
+    silently as a headline without a section."""
+    meta = parse_meta(line)
+    assert meta is not None and meta.section is not None
+    assert "out of range" in (parse_stamp(meta.stamp).bad or "")
 
 
 # --- the two real HTML pages ---------------------------------------------------------------------

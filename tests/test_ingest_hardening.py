@@ -92,6 +92,23 @@ def test_the_issue_repro_stores_the_other_page(project, capsys, tmp_path):
     assert stored(project) == IYI_ROWS
 
 
+def test_a_clock_out_of_range_is_a_skipped_row_with_its_reason(project, capsys, tmp_path):
+    page = tmp_path / "saat.txt"
+    page.write_text("Haftanın Öne Çıkanları\nGalatasaray kazandı\n99:99 - Spor\n"
+                    "Borsa güne yükselişle başladı\n2025-11-10 09:30 - Ekonomi\n",
+                    encoding="utf-8")
+    assert main(["ingest", "--dry-run", "--root", str(project), str(page)]) == 0
+    lines = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    assert [x["skipped"] for x in lines if "skipped" in x] == [
+        f"{page}: 'Galatasaray kazandı' skipped: time stamp '99:99': shaped like a date or "
+        "time, but a day, month, hour or minute is out of range"]
+    assert [x["text"] for x in lines if "text" in x] == ["Borsa güne yükselişle başladı"]
+    assert main(["ingest", "--root", str(project), str(page)]) == 0
+    assert [x.split(": ", 2)[2] for x in notes(capsys.readouterr().err)] == [
+        f"{page}: 'Galatasaray kazandı' skipped: time stamp '99:99': shaped like a date or "
+        "time, but a day, month, hour or minute is out of range"]
+
+
 def test_page_time_at_datetime_min(project, capsys):
     args = ["ingest", "--root", str(project), "--page-time", "0001-01-01"]
     assert main([*args, str(DUN), str(DAMGA), str(IYI)]) == 1
@@ -326,6 +343,9 @@ def test_any_stamp_on_a_page_costs_at_most_its_row(aliases, tmp_path, text, page
     page = tmp_path / "site_page.txt"
     page.write_text(f"Son Dakika\nBorsa güne yükselişle başladı\n10.11.2025 09:30 - Ekonomi\n"
                     f"Meclis’te yeni yasa kabul edildi\nPolitika - {text}\n", encoding="utf-8")
-    rows = list(preview([page], aliases, page_time))
-    assert "error" not in rows[0] and rows[0]["text"] == "Borsa güne yükselişle başladı"
-    assert len(rows) <= 2
+    out = list(preview([page], aliases, page_time))
+    rows, skipped = [r for r in out if "text" in r], [r for r in out if "skipped" in r]
+    assert not [r for r in out if "error" in r]
+    assert rows[0]["text"] == "Borsa güne yükselişle başladı"
+    assert len(rows) + len(skipped) <= 2  # the stamped row kept, skipped with a reason, or not
+    #                                       a stamp at all (no section then)

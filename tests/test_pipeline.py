@@ -261,6 +261,20 @@ def test_pull_copies_the_registered_champion_into_models(trained, capsys):
     assert main(["predict", "--root", str(trained), "Borsa güne yükselişle başladı"]) == 0
 
 
+def test_pull_of_a_corrupt_artifact_names_the_version_and_keeps_the_champion(trained, capsys):
+    champion = trained / "models" / "category" / "champion"
+    before = verify(champion)
+    [logged] = (trained / "mlruns" / "artifacts").rglob("model.safetensors")
+    data = bytearray(logged.read_bytes())
+    data[-1] ^= 1
+    logged.write_bytes(bytes(data))
+    assert main(["pull", "--task", "category", "--root", str(trained)]) == 1
+    err = capsys.readouterr().err
+    assert "manset-category v1 (run " in err and "checksum" in err and ".pull-" not in err, err
+    assert verify(champion) == before
+    assert not list((trained / "models").glob(".pull-*"))
+
+
 def test_a_run_that_keeps_the_champion_restores_a_missing_champion_folder(trained):
     champion = trained / "models" / "category" / "champion"
     before = verify(champion)

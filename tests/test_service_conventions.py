@@ -4,6 +4,7 @@ Prometheus metrics that show load, latency and drift. MLflow's /invocations is c
 `mlflow models serve` itself in test_pyfunc.py."""
 
 import json
+import time
 
 import httpx
 import pytest
@@ -89,8 +90,14 @@ def test_the_access_log_has_one_json_line_per_request(server: Server) -> None:
     with server.client() as c:
         c.post("/v1/classify", json={"headlines": HEADLINES[:3]})
         c.get("/readyz")
-    lines = [json.loads(x) for x in server.log.read_text().splitlines() if x.startswith("{")]
-    classify, ready = lines[-2], lines[-1]
+    def logged() -> list[dict]:  # a line is written once its answer is sent: wait for it
+        return [json.loads(x) for x in server.log.read_text().splitlines() if x.startswith("{")]
+
+    deadline = time.monotonic() + 10
+    while logged()[-1]["route"] != "/readyz":
+        assert time.monotonic() < deadline, logged()[-3:]
+        time.sleep(0.05)
+    classify, ready = logged()[-2:]
     assert (classify["route"], classify["status"], classify["headlines"]) == \
         ("/v1/classify", 200, 3)
     assert (ready["route"], ready["status"], ready["headlines"]) == ("/readyz", 200, 0)

@@ -14,6 +14,7 @@ from manset_serving.bundle import FORMAT_VERSION, MANIFEST, NAMES_FILE, sha256
 from manset_serving.champion import RECORD, champion_dir
 from manset_serving.models import PACKAGES
 from manset_serving.tfidf import MODEL_FILE
+from safetensors import SafetensorError
 from safetensors.numpy import save_file
 
 from training.evaluation import metric_key
@@ -160,7 +161,11 @@ def finish(folder: Path, info: BundleInfo) -> None:
 
 def write_arrays(folder: Path, arrays: dict[str, np.ndarray], info: BundleInfo) -> None:
     """A TF-IDF or USE bundle: its arrays as model.safetensors, then finish()."""
-    save_file(arrays, str(folder / MODEL_FILE))
+    try:
+        save_file(arrays, str(folder / MODEL_FILE))
+    except SafetensorError as e:  # a full disk or a file size limit, in safetensors' words
+        raise OSError(f"{folder.parent}: the {info.model} bundle's {MODEL_FILE} cannot be "
+                      f"written ({e}); the served champion is unchanged") from e
     finish(folder, info)
 
 

@@ -347,16 +347,18 @@ def _conflicts(con: sqlite3.Connection, rows: list[Headline], aliases: Aliases) 
 
 def preview(paths: Iterable[Path], aliases: Aliases, page_time: datetime | None = None
             ) -> Iterator[dict]:
-    """Dry run: the rows ingest would offer, as dicts for JSON lines; stores nothing. A file that
-    fails gives one {"page", "error"} dict instead of rows."""
+    """Dry run: a {"page", "skipped"} dict for each row a bad time stamp costs, then the rows
+    ingest would offer, as dicts for JSON lines; stores nothing. A file that fails gives one
+    {"page", "error"} dict instead of rows."""
     merged = site_aliases(aliases, load_profiles())
     for path in iter_files(paths):
         try:
-            rows = parse_file(path, page_time)
+            page = _parse(path, page_time)
         except Exception as e:  # as in ingest: a page costs only itself
             yield {"page": str(path), "error": _page_error(path, e)}
             continue
-        for h in rows:
+        yield from ({"page": str(path), "skipped": r} for r in page.skip_reasons)
+        for h in page.rows:
             yield {"text": nfc(h.text), "category": merged.canonical(h.category_raw, h.source),
                    "category_raw": nfc(h.category_raw), "block": h.block,
                    "published_at": h.published_at, "source": h.source, "time_basis": h.time_basis,

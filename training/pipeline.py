@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from datasets import DatasetDict
-from manset_serving import load
+from manset_serving import BundleError, load
 
 from training import (
     baseline,
@@ -243,7 +243,12 @@ def pull_champion(paths: Paths, task: str) -> tuple[Path, str]:
     paths.models.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=paths.models, prefix=temp_prefix("pull")) as tmp:
         folder, version, run_id = registry.download_champion(task, Path(tmp))
-        load(folder).bundle.verify_all()
+        try:
+            load(folder, task=task).bundle.verify_all()
+        except BundleError as e:  # named by what was pulled, not the temporary folder
+            where = f"{tracking.model_name(task)} v{version} (run {run_id})"
+            raise BundleError(f"{where}: {str(e).replace(str(folder), 'its bundle')}; "
+                              f"{paths.champion(task)} is unchanged") from e
         return export.install_champion(paths.models, task, folder, version, run_id), version
 
 

@@ -78,8 +78,9 @@ def parse_stamp(text: str) -> Stamp | None:
                          date_only=hh is None)
         if m := _DAY_CLOCK.fullmatch(s):
             return Stamp(clock=time(int(m[2]), int(m[3])), days_back=int(m[1] == "dun"))
-    except ValueError:
-        return None  # 31.02.2025 or 25:70: digits shaped like a date, but not one
+    except ValueError:  # 31.02.2025 or 99:99: shaped like a date or time, but not one
+        return Stamp(bad="shaped like a date or time, but a day, month, hour or minute is out "
+                         "of range")
     if m := _AGO.fullmatch(s):
         n = 0 if m[1] is None else 1 if m[1] == "bir" else int(m[1])
         try:
