@@ -152,7 +152,7 @@ def test_predict_cli_and_pyfunc_use_the_champion(trained: Path, capsys) -> None:
     assert set(json.loads(out)["probabilities"]) == set(default["probabilities"]) if kept \
         else "only when it loses at most 0.5 point" in err
     assert main(["predict", *root, "--model", "tfidf", "Borsa güne yükselişle başladı"]) == 1
-    assert "no such bundle folder" in capsys.readouterr().err
+    assert "train one with `manset train tfidf --task category`" in capsys.readouterr().err
     import pandas as pd
 
     tracking_client(trained)

@@ -23,6 +23,8 @@ def test_help_fits_80_columns_without_cut_words(command: list[str], capsys, monk
     out = capsys.readouterr().out
     assert out.strip() and not [x for x in out.splitlines() if len(x) > 80], out
     assert "…" not in out and "\\[" not in out and "[default: (" not in out, out
+    assert not [x for x in out.splitlines()  # click cuts a long first sentence with ...
+                if x.endswith("...") and not x.startswith("Usage:")], out
 
 
 def test_every_command_has_help() -> None:

@@ -139,9 +139,10 @@ def test_a_store_locked_mid_run_is_one_line_and_the_run_is_closed_later(trained:
 def test_usage_errors_are_clicks_short_message_and_exit_2(argv, capsys) -> None:
     assert main(argv) == 2
     out, err = capsys.readouterr()
-    shown = out + err  # bare `manset` prints its help to stdout
+    shown = out + err
     assert "Traceback" not in out + err and "Usage: manset" in shown
-    assert len(err.splitlines()) <= 12
+    # a mistake gets the short usage message; bare `manset`, the list of commands
+    assert len(err.splitlines()) <= (25 if argv == [] else 12)
 
 
 @pytest.mark.slow

@@ -105,7 +105,7 @@ def _paths(root: Path) -> Paths:
     return Paths(root.resolve())
 
 
-@app.command("import")
+@app.command("import", short_help="Import the labelled CSVs, pages and gold labels.")
 def import_cmd(root: RootOpt = Path(".")) -> None:
     """Import the labelled CSVs listed in data/labelled/sources.csv, the pages under data/pages
     and the gold labels under data/annotations into the headline table."""
@@ -134,7 +134,7 @@ def _import_all(paths: Paths, verbose: bool) -> None:
             err.print(f"{task}: {n} gold labels")
 
 
-@app.command()
+@app.command(short_help="Add the sidebar headlines of saved pages.")
 def ingest(
     paths: Annotated[list[Path], typer.Argument(help="Pages (.txt, .html) or folders of them.")],
     root: RootOpt = Path("."),
@@ -190,7 +190,7 @@ def _ingest_report(reports: Iterable) -> int:
     return 1 if problems else 0
 
 
-@app.command()
+@app.command(short_help="Build a task's dataset: dedupe, group, split.")
 def build(task: TaskOpt = "category", root: RootOpt = Path("."),
           seed: Annotated[int, typer.Option(help="Split seed.")] = 13,
           min_count: Annotated[int | None, typer.Option(
@@ -227,7 +227,7 @@ TagOpt = Annotated[list[str] | None, typer.Option(
 DescriptionOpt = Annotated[str | None, typer.Option(help="The run's description in the UI.")]
 
 
-@train_app.command("tfidf")
+@train_app.command("tfidf", short_help="Train the TF-IDF baseline.")
 @with_config(TfidfConfig)
 def train_tfidf(cfg: TfidfConfig, task: TaskOpt = "category", root: RootOpt = Path("."),
                 run_name: RunNameOpt = None, tag: TagOpt = None,
@@ -242,7 +242,7 @@ def train_tfidf(cfg: TfidfConfig, task: TaskOpt = "category", root: RootOpt = Pa
     _summary([result])
 
 
-@train_app.command("bert")
+@train_app.command("bert", short_help="Fine-tune BERT and export it to ONNX.")
 @with_config(BertTrainConfig)
 def train_bert(
     cfg: BertTrainConfig, task: TaskOpt = "category", root: RootOpt = Path("."),
@@ -264,7 +264,7 @@ def train_bert(
         _summary([result])
 
 
-@train_app.command("use")
+@train_app.command("use", short_help="Train the Universal Sentence Encoder family.")
 @with_config(UseConfig)
 def train_use(cfg: UseConfig, task: TaskOpt = "category", root: RootOpt = Path("."),
               run_name: RunNameOpt = None, tag: TagOpt = None,
@@ -280,7 +280,7 @@ def train_use(cfg: UseConfig, task: TaskOpt = "category", root: RootOpt = Path("
     _summary([result])
 
 
-@train_app.command("ensemble")
+@train_app.command("ensemble", short_help="Blend TF-IDF with a BERT or USE bundle.")
 def train_ensemble(
     task: TaskOpt = "category", root: RootOpt = Path("."),
     with_: Annotated[str, typer.Option(
@@ -305,7 +305,7 @@ def train_ensemble(
     _summary([result])
 
 
-@sweep_app.command("tfidf")
+@sweep_app.command("tfidf", short_help="Search TF-IDF's settings (Optuna).")
 @with_config(TfidfConfig)
 def sweep_tfidf(
     cfg: TfidfConfig, task: TaskOpt = "category", root: RootOpt = Path("."),
@@ -330,7 +330,7 @@ def sweep_tfidf(
     _summary([result.best])
 
 
-@app.command()
+@app.command(short_help="Everything on the bundled data, start to end.")
 def run(root: RootOpt = Path(".")) -> None:
     """Everything on the bundled data: import → build → train → evaluate → log → export."""
     from training import pipeline
@@ -382,7 +382,7 @@ def _summary(results: list) -> None:
             err.print(f"[yellow]{r.task}: {r.note}")
 
 
-@app.command()
+@app.command(short_help="List a task's runs, the cross-source figure first.")
 def runs(
     task: TaskOpt = "category",
     sort: Annotated[str, typer.Option(
@@ -424,7 +424,7 @@ def runs(
     Console(width=max(200, Console().width)).print(table)
 
 
-@app.command()
+@app.command(short_help="Make a registered version the champion by hand.")
 def promote(
     ref: Annotated[str, typer.Argument(help="A model version (3 or v3), or a run id.")],
     reason: Annotated[str, typer.Option(help="Why: recorded on the version.")],
@@ -455,7 +455,7 @@ def promote(
 PREDICT_BATCH = 2048  # headlines classified and printed at a time: constant memory
 
 
-@app.command()
+@app.command(short_help="Classify headlines with the champion.")
 def predict(
     texts: Annotated[list[str] | None, typer.Argument(help="Headlines to classify.")] = None,
     task: Annotated[str, typer.Option(
@@ -511,7 +511,7 @@ def predict(
         raise ValueError(f"{input}: no headlines in the file")
 
 
-@app.command()
+@app.command(short_help="Delete old runs, keeping champions and the newest.")
 def gc(task: Annotated[str, typer.Option(help="category, topic, or all.")] = "all",
        keep: Annotated[int, typer.Option(help="The newest runs kept per task, besides the "
                                               "champion's.", min=0)] = 5,
@@ -549,7 +549,7 @@ def _size(folder: Path) -> int:
         if folder.is_dir() else 0
 
 
-@app.command()
+@app.command(short_help="Copy the registered champion into models/.")
 def pull(task: Annotated[str, typer.Option(help="category, topic, or all.")] = "all",
          root: RootOpt = Path(".")) -> None:
     """Copy the registered champion of a task from the tracking store (MLFLOW_TRACKING_URI, or
@@ -562,7 +562,7 @@ def pull(task: Annotated[str, typer.Option(help="category, topic, or all.")] = "
         err.print(f"{name}: champion v{version} → {folder}")
 
 
-@app.command()
+@app.command(short_help="Serve the champions over HTTP.")
 @with_config(Settings)
 def serve(cfg: Settings, root: RootOpt = Path(".")) -> None:
     """Serve the champion of every exported task over HTTP (POST /v1/classify, docs at /docs);
@@ -579,7 +579,7 @@ def serve(cfg: Settings, root: RootOpt = Path(".")) -> None:
     run_service(settings)
 
 
-@app.command("annotate")
+@app.command("annotate", short_help="Label headlines, or exchange them with Label Studio.")
 def annotate_cmd(
     task: Annotated[str, typer.Option(help="The task to annotate.", callback=_known_task)
                     ] = "topic",
