@@ -58,6 +58,19 @@ def test_decision_equals_the_matrix_product():
     assert np.array_equal(features.decision(TEXTS, idf, compact, rows, intercept, CFG), got)
 
 
+def test_the_lean_gather_and_scipys_product_give_the_same_scores(monkeypatch):
+    idf = features.document_frequency_idf(TEXTS, CFG)
+    rng = np.random.default_rng(1)
+    weights = rng.normal(size=(CFG.width + 2, 4)).astype(np.float32)
+    weights[-1] = 0
+    rows = rng.integers(0, CFG.width + 1, size=CFG.width + 1)
+    intercept = np.zeros(4, dtype=np.float32)
+    with_scipy = features.decision(TEXTS, idf, weights, rows, intercept, CFG)
+    monkeypatch.setattr(features, "sparse", None)  # as in the lean install
+    assert np.array_equal(features.decision(TEXTS, idf, weights, rows, intercept, CFG),
+                          with_scipy)
+
+
 def test_document_frequency_counts_each_text_once():
     cfg = FeatureConfig(char_min=1, char_max=1, word_max=1, char_bits=12, word_bits=10)
     idf = features.document_frequency_idf(["aaaa", "ab"], cfg)

@@ -6,7 +6,8 @@ time (~5k headlines/s). Here a batch of headlines becomes one matrix of code poi
 n-gram of every headline is hashed at once from prefix sums of a polynomial hash (mod 2^64, the
 natural wrap-around of uint64), so feature extraction costs a few numpy passes per batch.
 
-This module needs only numpy: training and the served model share it.
+This module needs only numpy (scipy, where installed, speeds the product up): training and the
+served model share it.
 """
 
 import math
@@ -17,6 +18,11 @@ from dataclasses import dataclass, field, fields
 import numpy as np
 
 from manset_serving.text import tr_lower
+
+try:  # scipy's sparse product, where installed, is a fifth faster than numpy's gather; the
+    from scipy import sparse  # lean install has no scipy and gathers (decision)
+except ImportError:
+    sparse = None
 
 _BASE = np.uint64(0x100000001B3)  # odd, so it has an inverse mod 2^64 (needed for substrings)
 _INV = np.uint64(pow(int(_BASE), -1, 2**64))
@@ -223,6 +229,11 @@ def decision(texts: list[str], idf: np.ndarray, weights: np.ndarray, rows: np.nd
     scores = np.empty((len(texts), weights.shape[1]), dtype=np.float32)
     for idx, h, n_char in hashed(texts, cfg):
         w, r = slot_values(h, n_char, idf), rows[h]
+        if sparse is not None:  # the same sums in the same order, in compiled code
+            m = sparse.csr_matrix((w.ravel(), r.ravel(), np.arange(0, r.size + 1, r.shape[1])),
+                                  shape=(len(r), len(weights)))
+            scores[idx] = m @ weights + intercept
+            continue
         for lo in range(0, len(h), _GATHER):  # (rows, slots, classes) floats: a few MB
             part = slice(lo, lo + _GATHER)
             scores[idx[part]] = np.einsum("ij,ijk->ik", w[part], weights[r[part]]) + intercept
