@@ -476,6 +476,7 @@ def predict(
 ) -> None:
     """Classify headlines with the registered champion of each task (models/<task>/champion/);
     prints JSON lines as it goes, in batches, so a file of any size runs in constant memory."""
+    import orjson
     from manset_serving import InputError, check_texts, load
 
     from training.tasks import TASKS
@@ -504,7 +505,7 @@ def predict(
         outputs = {n: m.predict(batch) for n, m in models.items()}
         lines = [{"text": t, **{n: outputs[n][i] for n in names}} if task == "all"
                  else {"text": t, **outputs[names[0]][i]} for i, t in enumerate(batch)]
-        sys.stdout.write("".join(json.dumps(x, ensure_ascii=False) + "\n" for x in lines))
+        sys.stdout.write(b"".join(orjson.dumps(x) + b"\n" for x in lines).decode())
         sys.stdout.flush()
         done += len(batch)
     if not done:
