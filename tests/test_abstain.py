@@ -64,7 +64,9 @@ def test_cli_service_and_pyfunc_abstain_alike(trained: Path, capsys) -> None:
     assert got.status_code == 200
     assert [r["category"]["label"] for r in got.json()["results"]] == [a["label"] for a in cli]
 
-    mlflow.set_tracking_uri(f"sqlite:///{trained / 'mlruns' / 'mlflow.db'}")
+    store = f"sqlite:///{trained / 'mlruns' / 'mlflow.db'}"
+    mlflow.set_tracking_uri(store)
+    mlflow.set_registry_uri(store)  # not the registry an earlier test in this process set
     uri = "models:/manset-category@champion"
     frame = mlflow.pyfunc.load_model(uri, model_config={"abstain": True}).predict(texts)
     assert [None if lb is None or lb != lb else lb for lb in frame["label"]] == \
