@@ -35,10 +35,9 @@ def test_import_is_idempotent_and_reports_unknown_labels(tmp_path, aliases):
     csv.write_text("title,section\nMaçı kazandık,spor\nYeni rekor,Son Dakika\n"
                    "maçı KAZANDIK!,Spor\n")
     con = headlines.connect(tmp_path / "h.sqlite")
-    rows = headlines.read_labelled(csv, "site", "title", "section")
-    first = headlines.add(con, rows, aliases)
+    first = headlines.add(con, headlines.read_labelled(csv, "site", "title", "section"), aliases)
     assert (first.found, first.new, first.unknown_labels) == (3, 2, {"Son Dakika": 1})
-    again = headlines.add(con, rows, aliases)
+    again = headlines.add(con, headlines.read_labelled(csv, "site", "title", "section"), aliases)
     assert (again.new, again.duplicates) == (0, 3)
     stored = {(r["text"], r["category"]) for r in headlines.all_rows(con)}
     assert stored == {("Maçı kazandık", "Spor"), ("Yeni rekor", None)}
@@ -118,4 +117,18 @@ def test_a_labelled_source_that_gives_no_rows_is_one_clear_error(tmp_path, alias
     con = headlines.connect(tmp_path / "h.sqlite")
     with pytest.raises(ValueError, match=message):
         headlines.import_labelled(con, tmp_path / "sources.csv", aliases)
+    assert headlines.all_rows(con) == []
+
+
+def test_a_labelled_csv_is_read_as_it_is_stored(tmp_path, aliases):
+    """Streamed: the first row comes before a bad row further down is read (an archive's CSV is
+    never held whole), and the bad row still rolls the whole file back."""
+    csv = tmp_path / "x.csv"
+    csv.write_text("title,section\nMaçı kazandık,spor\n" + "Borsa yükseldi,ekonomi\n" * 1000
+                   + "   ,spor\n")
+    rows = headlines.read_labelled(csv, "s", "title", "section")
+    assert next(rows).text == "Maçı kazandık"
+    con = headlines.connect(tmp_path / "h.sqlite")
+    with pytest.raises(ValueError, match=r"x.csv:1003: empty 'title'"):
+        headlines.add(con, headlines.read_labelled(csv, "s", "title", "section"), aliases)
     assert headlines.all_rows(con) == []

@@ -7,7 +7,7 @@ streaming (rows go in as they are parsed), and because it ships with Python.
 import copy
 import csv
 import sqlite3
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -70,6 +70,7 @@ class AddStats:
     found: int = 0
     new: int = 0
     duplicates: int = 0
+    categorised: int = 0  # rows whose section maps to a category
     unknown_labels: dict[str, int] = field(default_factory=dict)
 
 
@@ -209,9 +210,13 @@ def _migrate(con: sqlite3.Connection) -> None:
         con.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
 
-def add(con: sqlite3.Connection, rows: Iterable[Headline], aliases: Aliases) -> AddStats:
-    """Insert rows in one transaction: all of them go in or none (a failure rolls back)."""
+def add(con: sqlite3.Connection, rows: Iterable[Headline], aliases: Aliases,
+        unmapped: Callable[[list[str]], str] | None = None) -> AddStats:
+    """Insert rows in one transaction: all of them go in or none (a failure rolls back, also a
+    bad row that a streamed file yields late). `unmapped`: the error (given the first sections
+    seen) when no row's section maps to a category, raised before the commit."""
     stats = AddStats()
+    sections: set[str] = set()  # the first few, for that error
     now = datetime.now(UTC).isoformat(timespec="seconds")
     with con:
         for h in rows:
@@ -221,6 +226,9 @@ def add(con: sqlite3.Connection, rows: Iterable[Headline], aliases: Aliases) -> 
             category = aliases.canonical(raw, h.source)
             if category is None and not aliases.not_a_class(raw, h.source):
                 stats.unknown_labels[raw] = stats.unknown_labels.get(raw, 0) + 1
+            stats.categorised += category is not None
+            if len(sections) < 10:
+                sections.add(raw)
             cur = con.execute(
                 "INSERT OR IGNORE INTO headlines VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
                 (headline_id(text, h.source), text, raw, category or label_key(raw), category,
@@ -228,13 +236,17 @@ def add(con: sqlite3.Connection, rows: Iterable[Headline], aliases: Aliases) -> 
             )
             stats.found += 1
             stats.new += cur.rowcount
+        if unmapped and not stats.categorised:
+            raise ValueError(unmapped(sorted(sections)))
     stats.duplicates = stats.found - stats.new
     return stats
 
 
-def read_labelled(path: Path, source: str, text_column: str, label_column: str) -> list[Headline]:
-    """A labelled CSV as headlines; every row is checked before any is stored."""
-    rows = []
+def read_labelled(path: Path, source: str, text_column: str, label_column: str
+                  ) -> Iterator[Headline]:
+    """A labelled CSV as headlines, read as they are stored: an archive's CSV is never held in
+    memory whole. A bad row raises where it is met; add() then rolls the whole file back."""
+    found = False
     for row in read_csv(path, [text_column, label_column]):
         text, label = row[text_column].strip(), row[label_column].strip()
         where = f"{path}:{row['_line']}"
@@ -242,10 +254,10 @@ def read_labelled(path: Path, source: str, text_column: str, label_column: str) 
             raise ValueError(f"{where}: empty {text_column!r}")
         if not label:
             raise ValueError(f"{where}: empty {label_column!r}")
-        rows.append(Headline(text=text, category_raw=label, source=source, page=where))
-    if not rows:
+        found = True
+        yield Headline(text=text, category_raw=label, source=source, page=where)
+    if not found:
         raise ValueError(f"{path}: no rows under the header")
-    return rows
 
 
 def import_labelled(con: sqlite3.Connection, sources_csv: Path, aliases: Aliases
@@ -258,14 +270,15 @@ def import_labelled(con: sqlite3.Connection, sources_csv: Path, aliases: Aliases
         if not path.is_relative_to(folder):  # an absolute or ../ path, or a link out
             raise ValueError(f"{sources_csv}:{spec['_line']}: file {spec['file']!r} is outside "
                              f"{folder}; copy it into that folder and list it by name")
-        rows = read_labelled(path, spec["source"], spec["text_column"], spec["label_column"])
-        if not any(aliases.canonical(r.category_raw, r.source) for r in rows):
-            sections = sorted({r.category_raw for r in rows})
-            raise ValueError(
-                f"{sources_csv}:{spec['_line']}: no row of {spec['file']} maps to a category "
-                f"(its {spec['label_column']!r} values: {', '.join(sections[:10])}); map them "
-                "in data/category_aliases.csv")
-        stats[spec["file"]] = add(con, rows, aliases)
+        where, name, column = f"{sources_csv}:{spec['_line']}", spec["file"], spec["label_column"]
+
+        def unmapped(sections: list[str], where: str = where, name: str = name,
+                     column: str = column) -> str:
+            return (f"{where}: no row of {name} maps to a category (its {column!r} values: "
+                    f"{', '.join(sections)}); map them in data/category_aliases.csv")
+
+        rows = read_labelled(path, spec["source"], spec["text_column"], column)
+        stats[name] = add(con, rows, aliases, unmapped)
     return stats
 
 
