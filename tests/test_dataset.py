@@ -90,6 +90,10 @@ def test_exact_duplicates_and_conflicts_are_left_out(tmp_path):
     before = dataset.build(_rows(tmp_path / "b"), BuildConfig(min_count=1))[1].exact_duplicates
     assert card.exact_duplicates == before + 1 and card.conflicts == 1
     assert not any("grip" in t for t in texts)
+    # a user can act on it: the card names the headline, its labels and their sources
+    assert card.conflict_examples == ["Okullarda grip salgını | Eğitim (a), Sağlık (b)"]
+    assert "- Okullarda grip salgını | Eğitim (a), Sağlık (b)" in card.markdown()
+    assert "CARD.md, lists 1" in card.warnings()[0]
     assert sum(dedup_key(t) == dedup_key(first) for t in texts) == 1
 
 

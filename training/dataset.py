@@ -68,6 +68,8 @@ class DataCard:
     distant_not_drawn: int = 0  # distant rows beyond distant_per_label
     # sections the alias table says are not a class (catch-all folders), with their counts
     not_classes: dict[str, int] = field(default_factory=dict)
+    # the first conflicting headlines (by text): "text | label (source), label (source)"
+    conflict_examples: list[str] = field(default_factory=list)
 
     def warnings(self) -> list[str]:
         out = []
@@ -78,7 +80,9 @@ class DataCard:
             names = ", ".join(f"{k!r} ({v})" for k, v in sorted(self.unlabelled.items()))
             out.append(f"labels not in the alias table, left out: {names}")
         if self.conflicts:
-            out.append(f"{self.conflicts} headlines carry two different labels, left out")
+            out.append(f"{self.conflicts} headlines carry two different labels, left out (the "
+                       f"data card, data/build/{self.task}/CARD.md, lists "
+                       f"{len(self.conflict_examples)}: fix their sections or aliases)")
         return out
 
     def markdown(self) -> str:
@@ -109,6 +113,10 @@ class DataCard:
             lines.append(f"- distant rows not drawn (over the per-label cap): "
                          f"{self.distant_not_drawn}")
         lines += [f"- warning: {w}" for w in self.warnings()]
+        if self.conflict_examples:
+            lines += ["", f"Conflicting labels, the first {len(self.conflict_examples)} of "
+                          f"{self.conflicts} by text:", "",
+                      *(f"- {x}" for x in self.conflict_examples)]
         return "\n".join(lines) + "\n"
 
 
@@ -121,15 +129,18 @@ def _label_table(labels: list[str], by: dict[str, dict[str, int]]) -> list[str]:
             "| all | " + " | ".join(str(sum(by[k].values())) for k in keys) + " |"]
 
 
+CONFLICT_EXAMPLES = 20  # conflicting headlines the data card lists
+
+
 def _labelled_rows(rows: list[sqlite3.Row], gold: dict[str, str],
                    mapping: dict[str, str] | None, aliases: Aliases | None
-                   ) -> tuple[list[dict], Counter, Counter, int, int]:
+                   ) -> tuple[list[dict], Counter, Counter, list[str], int]:
     """Rows with a known label, one per normalised text; conflicting texts are left out.
     A gold label wins; else the section (mapping None) or the label its section maps to.
     The section's category comes from `aliases` as they are now (else the one stored at import),
     so an edited alias table needs no re-import.
     Also: raw sections with no canonical category (unknown, and known not to be a class),
-    conflicting texts, exact duplicates dropped."""
+    the conflicting texts (sorted, each with its labels and sources), exact duplicates dropped."""
     unlabelled: Counter = Counter()
     not_classes: Counter = Counter()
     by_key: dict[str, list[dict]] = {}
@@ -151,15 +162,16 @@ def _labelled_rows(rows: list[sqlite3.Row], gold: dict[str, str],
         by_key.setdefault(dedup_key(r["text"]), []).append(
             {"id": r["id"], "text": r["text"], "label": label, "source": source,
              "category": category or raw, "label_source": how})
-    kept, conflicts, duplicates = [], 0, 0
+    kept, conflicts, duplicates = [], [], 0
     for group in by_key.values():
         best = [g for g in group if g["label_source"] == "gold"] or group
         if len({g["label"] for g in best}) > 1:
-            conflicts += 1
+            conflicts.append(f"{best[0]['text']} | " + ", ".join(sorted(
+                {f"{g['label']} ({g['source']})" for g in best})))
         else:
             kept.append(best[0])
             duplicates += len(group) - 1
-    return kept, unlabelled, not_classes, conflicts, duplicates
+    return kept, unlabelled, not_classes, sorted(conflicts), duplicates
 
 
 def near_duplicate_groups(texts: list[str], threshold: float) -> np.ndarray:
@@ -294,7 +306,8 @@ def build(rows: list[sqlite3.Row], cfg: BuildConfig, gold: dict[str, str] | None
     sizes = Counter(groups.tolist())
     card = DataCard(
         task=cfg.task, fingerprint=fingerprint(dd), rows_in_table=len(rows),
-        unlabelled=dict(unlabelled), conflicts=conflicts, exact_duplicates=exact_dups,
+        unlabelled=dict(unlabelled), conflicts=len(conflicts),
+        conflict_examples=conflicts[:CONFLICT_EXAMPLES], exact_duplicates=exact_dups,
         near_duplicate_groups=sum(1 for n in sizes.values() if n > 1), dropped_classes=dropped,
         counts={s: dict(Counter(names[i] for i in dd[s]["label"])) for s in SPLITS},
         sources=_by(used, "source"), label_sources=_by(used, "label_source"),
