@@ -77,14 +77,17 @@ class Server:
                 self.proc.wait(10)
 
 
-def _start(models: Path, log: Path, *args: str) -> Server:
-    """manset-serve on a free loopback port, once /healthz answers."""
+def _start(models: Path, log: Path, *args: str,
+           preexec_fn: Callable[[], None] | None = None) -> Server:
+    """manset-serve on a free loopback port, once /healthz answers (preexec_fn: run in the
+    child before it starts, to set a resource limit)."""
     for _ in range(3):  # another process may take the free port before the server binds it
         port = _free_port()
         with log.open("wb") as out:
             proc = subprocess.Popen([str(SERVE), "--models", str(models), "--port", str(port),
                                      "--reload-seconds", "0.2", *args],
-                                    stdout=out, stderr=subprocess.STDOUT)
+                                    stdout=out, stderr=subprocess.STDOUT,
+                                    preexec_fn=preexec_fn)
         server = Server(proc, f"http://127.0.0.1:{port}", models, log)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline and proc.poll() is None:

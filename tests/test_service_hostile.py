@@ -4,14 +4,13 @@ bounded, the slow connections are answered 408 and closed, and other clients are
 
 import resource
 import socket
-import subprocess
 import threading
 import time
 from pathlib import Path
 
 import httpx
 import pytest
-from test_service import SERVE, Server, _free_port, install
+from test_service import Server, _start, install
 from test_serving import small_bundle
 
 BODY = b'{"headlines": ["Galatasaray derbiyi kazand\xc4\xb1"]}'
@@ -29,20 +28,9 @@ def _serve(models: Path, log: Path, *args: str, files: int | None = None) -> Ser
         if files is not None:
             resource.setrlimit(resource.RLIMIT_NOFILE, (files, files))
 
-    port = _free_port()
-    with log.open("wb") as out:
-        proc = subprocess.Popen([str(SERVE), "--models", str(models), "--port", str(port), *args],
-                                stdout=out, stderr=subprocess.STDOUT, preexec_fn=limit)
-    server = Server(proc, f"http://127.0.0.1:{port}", models, log)
-    deadline = time.monotonic() + 30
-    while proc.poll() is None and time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{server.url}/readyz", timeout=1).status_code == 200:
-                return server
-        except httpx.TransportError:
-            time.sleep(0.05)
-    server.stop()
-    raise AssertionError(f"manset-serve did not come up:\n{log.read_text(errors='replace')}")
+    server = _start(models, log, *args, preexec_fn=limit)
+    assert httpx.get(f"{server.url}/readyz", timeout=10).status_code == 200
+    return server
 
 
 def _kib(pid: int, key: str) -> int:

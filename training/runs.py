@@ -32,13 +32,9 @@ def list_runs(task: str, sort: str = "macro_f1", limit: int | None = None) -> li
         raise ValueError(f"--sort {sort!r}: one of {', '.join(SORTABLE)}")
     with guarded("listing the runs"):
         client = MlflowClient()
-        name = tracking.model_name(task)
-        experiment = client.get_experiment_by_name(name)
-        if experiment is None:
-            raise TrackingError(f"{tracking.mlflow.get_tracking_uri()}: no runs of task "
-                                f"{task!r} yet (no experiment {name})")
+        name, experiment_id = _experiment(client, task)
         champion = registry.champion_run(name)
-        rows = [_row(r, champion) for page in _pages(client, experiment.experiment_id)
+        rows = [_row(r, champion) for page in _pages(client, experiment_id)
                 for r in page if "optuna.state" not in r.data.tags]  # a sweep's trials: see
         #                                                              its parent run
     # best first: the highest figure, the shortest training, the newest run; names A to Z
@@ -84,12 +80,8 @@ def prune(task: str, keep: int, dry_run: bool = False) -> Pruned:
         raise ValueError(f"--keep {keep}: a number of runs, 0 or more")
     with guarded("listing the runs to prune"):
         client = MlflowClient()
-        name = tracking.model_name(task)
-        experiment = client.get_experiment_by_name(name)
-        if experiment is None:
-            raise TrackingError(f"{tracking.mlflow.get_tracking_uri()}: no runs of task "
-                                f"{task!r} yet (no experiment {name})")
-        every = [r for token in _pages(client, experiment.experiment_id) for r in token]
+        name, experiment_id = _experiment(client, task)
+        every = [r for page in _pages(client, experiment_id) for r in page]
         parent = {r.info.run_id: r.data.tags.get("mlflow.parentRunId") for r in every}
         tops = [r.info.run_id for r in every if not parent[r.info.run_id]]  # newest first
         champion = registry.champion_run(name)
@@ -103,7 +95,7 @@ def prune(task: str, keep: int, dry_run: bool = False) -> Pruned:
         return out
     with guarded("pruning runs"):
         models = [m.model_id for m in client.search_logged_models(
-            experiment_ids=[experiment.experiment_id]) if m.source_run_id in out.pruned]
+            experiment_ids=[experiment_id]) if m.source_run_id in out.pruned]
         for v in versions:
             client.delete_model_version(name, v.version)
         for model_id in models:
@@ -120,6 +112,16 @@ def prune(task: str, keep: int, dry_run: bool = False) -> Pruned:
         if done.returncode != 0:
             raise TrackingError(f"mlflow gc failed: {done.stderr.strip().splitlines()[-1:]}")
     return out
+
+
+def _experiment(client: MlflowClient, task: str) -> tuple[str, str]:
+    """The task's model name and the id of its experiment, or the error that it has no runs."""
+    name = tracking.model_name(task)
+    experiment = client.get_experiment_by_name(name)
+    if experiment is None:
+        raise TrackingError(f"{tracking.mlflow.get_tracking_uri()}: no runs of task {task!r} "
+                            f"yet (no experiment {name})")
+    return name, experiment.experiment_id
 
 
 def _pages(client: MlflowClient, experiment_id: str) -> Iterator[list[Run]]:
