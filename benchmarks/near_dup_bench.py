@@ -62,7 +62,8 @@ def main() -> None:
     # the edges the LSH grouping found: every exact edge inside one LSH group counts as found;
     # an LSH edge is verified by the exact cosine, so none is below the threshold
     found = lsh_groups[exact[:, 0]] == lsh_groups[exact[:, 1]]
-    split = dataset.split_of(dataset.group_keys(texts, lsh_groups), cfg)
+    split = dataset.split_of(dataset.group_keys(
+        dataset.key_hashes([dedup_key(t) for t in texts]), lsh_groups), cfg)
     multi = [np.flatnonzero(exact_groups == g) for g in
              np.flatnonzero(np.bincount(exact_groups) > 1)]
     across = sum(1 for members in multi if len(set(split[members])) > 1)

@@ -284,3 +284,10 @@ def import_labelled(con: sqlite3.Connection, sources_csv: Path, aliases: Aliases
 
 def all_rows(con: sqlite3.Connection) -> list[sqlite3.Row]:
     return con.execute("SELECT * FROM headlines ORDER BY source, id, category_raw").fetchall()
+
+
+def build_rows(con: sqlite3.Connection) -> Iterator[sqlite3.Row]:
+    """The columns a build reads, row by row as SQLite steps through them (never the table
+    whole in memory), in the order of all_rows."""
+    yield from con.execute("SELECT id, text, category_raw, category, source FROM headlines "
+                           "ORDER BY source, id, category_raw")
