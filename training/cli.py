@@ -195,13 +195,22 @@ def build(task: TaskOpt = "category", root: RootOpt = Path("."),
           seed: Annotated[int, typer.Option(help="Split seed.")] = 13,
           min_count: Annotated[int | None, typer.Option(
               help="Drop smaller classes (counting gold rows where the task has them) "
-                   "[default: 30 for category, 20 for topic].")] = None) -> None:
+                   "[default: 30 for category, 20 for topic].")] = None,
+          engine: Annotated[str, typer.Option(
+              help="local, or spark: the same build on Spark (local mode here, a cluster "
+                   "under spark-submit; docs/scale.md).")] = "local",
+          table: Annotated[str | None, typer.Option(
+              help="With --engine spark: Parquet files of the headline table (a cluster's "
+                   "path); default: data/headlines.sqlite, copied to Parquet.")] = None) -> None:
     """Build the dataset of a task: dedupe, group near-duplicates, split, fingerprint."""
     from training import pipeline
     from training.dataset import BuildConfig
 
+    if engine not in ("local", "spark"):
+        raise ValueError(f"--engine {engine!r}: local or spark")
     given = {"seed": seed} | ({} if min_count is None else {"min_count": min_count})
-    _, card = pipeline.build(_paths(root), BuildConfig.for_task(task, **given))
+    _, card = pipeline.build(_paths(root), BuildConfig.for_task(task, **given), engine=engine,
+                             table=table)
     for w in card.warnings():
         err.print(f"[yellow]warning: {w}")
     err.print(card.markdown())

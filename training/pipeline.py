@@ -71,25 +71,40 @@ def label_names(paths: Paths, task: str) -> dict[str, dict[str, str]]:
     return tasks.topic_names(paths.data / taxonomy) if taxonomy else {}
 
 
-def build(paths: Paths, cfg: BuildConfig, save: bool = True) -> tuple[DatasetDict, DataCard]:
+def build(paths: Paths, cfg: BuildConfig, save: bool = True, engine: str = "local",
+          table: str | None = None) -> tuple[DatasetDict, DataCard]:
     """The task's dataset from the headline table, saved under data/build/<task>/ unless
-    `save` is False (a benchmark trying another split leaves the built one alone)."""
+    `save` is False (a benchmark trying another split leaves the built one alone).
+    engine "spark": the same build on Spark (training.spark_build), reading `table` (Parquet
+    files of the headline table; None: the local table, copied to Parquet first)."""
     if not paths.db.is_file():
         raise FileNotFoundError(f"{paths.db}: no headline table yet; run `manset import` first")
     task = tasks.get(cfg.task)
     with closing(_connect(paths)) as con:
-        rows = headlines.all_rows(con)
         labels = gold.gold_labels(con, task.name)
-    if task.needs_gold and not labels:
-        raise ValueError(f"task {task.name!r} has no gold labels yet: annotate some "
-                         f"(manset annotate --task {task.name}) and run `manset import`")
-    aliases = ingest.site_aliases(paths.aliases(), ingest.load_profiles())
-    mapping = tasks.read_mapping(paths.data / task.mapping, aliases.categories,
-                                 set(label_names(paths, task.name))) if task.mapping else None
-    dd, card = dataset.build(rows, cfg, labels, mapping, aliases)
-    if save:
-        dataset.save(dd, card, paths.built(cfg.task))
-    return dd, card
+        if task.needs_gold and not labels:
+            raise ValueError(f"task {task.name!r} has no gold labels yet: annotate some "
+                             f"(manset annotate --task {task.name}) and run `manset import`")
+        aliases = ingest.site_aliases(paths.aliases(), ingest.load_profiles())
+        mapping = tasks.read_mapping(paths.data / task.mapping, aliases.categories,
+                                     set(label_names(paths, task.name))) if task.mapping else None
+        if engine == "local":
+            dd, card = dataset.build(headlines.build_rows(con), cfg, labels, mapping, aliases)
+            if save:
+                dataset.save(dd, card, paths.built(cfg.task))
+            return dd, card
+        from training import spark_build
+
+        with spark_build.scratch(paths.data) as work:
+            if table is None:
+                table = str(Path(work) / "table")
+                spark_build.write_table(headlines.build_rows(con), Path(table))
+            spark = spark_build.session()
+            dd, card = spark_build.build(spark, spark.read.parquet(table), cfg, labels, mapping,
+                                         aliases, Path(work))
+            if save:
+                dataset.save(dd, card, paths.built(cfg.task))
+            return dd, card
 
 
 def _connect(paths: Paths) -> sqlite3.Connection:
