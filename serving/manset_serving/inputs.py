@@ -1,5 +1,6 @@
 """The one input check, shared by the CLI, the pyfunc and the HTTP service."""
 
+import re
 from collections.abc import Sequence
 
 MAX_CHARS = 1000  # a headline is 30-150 characters; a longer text is not a headline
@@ -30,7 +31,9 @@ def check_texts(texts: object, max_chars: int = MAX_CHARS, max_batch: int = MAX_
         raise InputError(f"{field}: no headlines given")
     if len(texts) > max_batch:
         raise InputError(f"{field}: {len(texts)} headlines, at most {max_batch} per call")
-    for i, t in enumerate(texts):
+    if _all_fine(texts, max_chars):
+        return list(texts)
+    for i, t in enumerate(texts):  # something is wrong: find the first bad item, and say why
         if not isinstance(t, str):
             raise _item(field, i, f"expected a string, got {type(t).__name__}")
         if not t.strip():
@@ -44,3 +47,18 @@ def check_texts(texts: object, max_chars: int = MAX_CHARS, max_batch: int = MAX_
         if not any(c.isalnum() for c in t):  # "!!!", "😀", a zero-width space: no words
             raise _item(field, i, "nothing to classify: no letter or digit")
     return list(texts)
+
+
+_WORD = re.compile(r"[^\W_]")  # a letter or digit: what str.isalnum() accepts
+
+
+def _all_fine(texts: Sequence[object], max_chars: int) -> bool:
+    """Whether every item passes check_texts, in compiled code (a tenth of the item-by-item
+    checks on a batch of headlines, which is most of what predict does besides the model)."""
+    if not all(isinstance(t, str) and len(t) <= max_chars and _WORD.search(t) for t in texts):
+        return False
+    try:
+        "".join(texts).encode("utf-8")  # type: ignore[arg-type]
+    except UnicodeEncodeError:
+        return False
+    return True
