@@ -75,7 +75,8 @@ def main() -> None:
                                   (texts * (args.rows // len(texts) + 1))[:args.rows]) + "\n")
         runs: dict[str, list[tuple[float, float]]] = {"manset predict": [], "scikit-learn": []}
         for _ in range(args.repeats):  # alternately, so that load on the machine hits both
-            runs["manset predict"].append(timed([str(MANSET), "predict", "--input", str(rows),
+            runs["manset predict"].append(timed([str(MANSET), "predict", "--model", "tfidf",
+                                                 "--input", str(rows),
                                                  "--root", str(args.root)]))
             runs["scikit-learn"].append(timed([sys.executable, str(Path(tmp) / "peer.py"),
                                                str(Path(tmp) / "peer.pkl"), str(rows)]))
