@@ -210,6 +210,8 @@ def build(task: TaskOpt = "category", root: RootOpt = Path("."),
 
     if engine not in ("local", "spark"):
         raise ValueError(f"--engine {engine!r}: local or spark")
+    if table is not None and engine != "spark":
+        raise ValueError("--table is read by --engine spark only")
     given = {"seed": seed} | ({} if min_count is None else {"min_count": min_count})
     _, card = pipeline.build(_paths(root), BuildConfig.for_task(task, **given), engine=engine,
                              table=table)

@@ -202,7 +202,7 @@ def near_duplicate_groups(texts: list[str], threshold: float) -> np.ndarray:
         pairs = pairs[groups[pairs[:, 0]] != groups[pairs[:, 1]]]  # joined by earlier bands
         edges.append(pairs[_cosine(x, pairs) >= threshold])
         if len(edges[-1]):
-            groups = _components(np.concatenate(edges), len(texts))
+            groups = components(np.concatenate(edges), len(texts))
     return groups
 
 
@@ -225,7 +225,7 @@ def _cosine(x: csr_matrix, pairs: np.ndarray) -> np.ndarray:
         size[pairs[:, 0]] * size[pairs[:, 1]]).clip(min=1)
 
 
-def _components(edges: np.ndarray, n: int) -> np.ndarray:
+def components(edges: np.ndarray, n: int) -> np.ndarray:
     """Connected components: a group id per row, numbered in the order of each group's first row."""
     graph = coo_matrix((np.ones(len(edges)), (edges[:, 0], edges[:, 1])), shape=(n, n))
     return csgraph.connected_components(graph, directed=False)[1]

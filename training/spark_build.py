@@ -97,7 +97,7 @@ def build(spark: Any, table: Any, cfg: BuildConfig, gold: dict[str, str],
     ordered = ordered.withColumn("grams", _grams_udf()("key")).cache()
     n = ordered.count()
     edges = _edges(ordered, cfg.near_duplicate_threshold)
-    groups = dataset._components(edges, n) if len(edges) else np.arange(n)
+    groups = dataset.components(edges, n) if len(edges) else np.arange(n)
     local = ordered.select(
         "idx", F.col("label").alias("name"), (F.col("label_source") == "gold").alias("gold"),
         "hash").orderBy("idx").toPandas()
@@ -116,9 +116,9 @@ def build(spark: Any, table: Any, cfg: BuildConfig, gold: dict[str, str],
         (out.where(F.col("split") == s).orderBy("idx")
          .select("id", "text", "label", "source", "category", "label_source", "group")
          .write.mode("overwrite").parquet(str(folder)))
-        dd[s] = Dataset.from_parquet(sorted(str(p) for p in folder.glob("*.parquet")),
-                                     features=dataset.features(names),
-                                     keep_in_memory=False) if any(folder.glob("*.parquet")) \
+        parts = sorted(str(p) for p in folder.glob("*.parquet"))  # in idx order, by name
+        dd[s] = Dataset.from_parquet(parts, features=dataset.features(names),
+                                     cache_dir=str(work / "cache")) if parts \
             else Dataset.from_dict({}, features=dataset.features(names))
     ordered.unpersist()
     card = dataset.card(dd, cfg, names, seen=seen, unlabelled=unlabelled,
