@@ -1,4 +1,4 @@
-"""`python -m training …` is `manset …`; spark-submit runs this file on a cluster (docs/scale.md)."""
+"""`python -m training …` is `manset …`; spark-submit runs this file (docs/scale.md)."""
 
 import sys
 

@@ -1,5 +1,6 @@
-"""The TF-IDF baseline: hashed word + character n-grams, a balanced linear SVM, temperature-scaled
-probabilities. A scikit-learn Pipeline at training time; plain arrays once exported."""
+"""The TF-IDF baseline: hashed word + character n-grams, a balanced linear SVM (liblinear, or SGD
+over chunks of rows for archives), temperature-scaled probabilities. A scikit-learn Pipeline at
+training time; plain arrays once exported."""
 
 from collections.abc import Callable
 
@@ -10,8 +11,11 @@ from manset_serving.features import FeatureConfig
 from scipy import sparse
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.calibration import CalibratedClassifierCV
+from sklearn.frozen import FrozenEstimator
+from sklearn.linear_model import SGDClassifier
 from sklearn.pipeline import Pipeline
 from sklearn.svm import LinearSVC
+from sklearn.utils.class_weight import compute_class_weight
 
 from training.configs import TfidfConfig
 
@@ -67,7 +71,49 @@ def fit(cfg: TfidfConfig, texts: list[str], y: np.ndarray, label_sources: list[s
         calibrated: bool = True) -> Pipeline:
     """The pipeline fitted on the rows, gold rows weighted by cfg.gold_weight."""
     weights = np.where(np.array(label_sources) == "gold", cfg.gold_weight, 1.0)
+    if solver(cfg, len(texts)) == "sgd":
+        return _fit_sgd(cfg, texts, np.asarray(y), weights, calibrated)
     return make_pipeline(cfg, calibrated).fit(texts, y, clf__sample_weight=weights)
+
+
+SGD_ABOVE = 200_000  # training rows above which solver "auto" is sgd (liblinear: ~1.2 GB here)
+SGD_CHUNK = 20_000  # rows whose features are in memory at once with sgd
+SGD_HELD = 50_000  # at most this many rows (a twentieth) fit sgd's temperature instead
+
+
+def solver(cfg: TfidfConfig, rows: int) -> str:
+    if cfg.solver != "auto":
+        return cfg.solver
+    return "sgd" if rows > SGD_ABOVE else "liblinear"
+
+
+def _fit_sgd(cfg: TfidfConfig, texts: list[str], y: np.ndarray, weights: np.ndarray,
+             calibrated: bool) -> Pipeline:
+    """The pipeline with a linear SVM trained by SGD: the hinge loss and the regularisation of
+    LinearSVC (alpha = 1 / (C * rows)), cfg.sgd_epochs shuffled passes over SGD_CHUNK rows at
+    a time, so the feature matrix is never whole. Calibrated: the temperature is fitted on a
+    seeded twentieth of the rows (at most SGD_HELD) that the SVM did not train on, where
+    liblinear refits on folds (which needs the matrix whole)."""
+    ngrams = NgramTfidf(cfg.features).fit(texts)
+    rng = np.random.default_rng(cfg.seed)
+    order = rng.permutation(len(texts))
+    held, train = np.split(order, [min(len(texts) // 20, SGD_HELD) if calibrated else 0])
+    classes = np.unique(y)
+    balanced = compute_class_weight("balanced", classes=classes, y=y[train]) \
+        if cfg.class_weight == "balanced" else np.ones(len(classes))
+    svm = SGDClassifier(loss="hinge", alpha=1 / (cfg.C * len(train)), random_state=cfg.seed,
+                        class_weight=dict(zip(classes.tolist(), balanced, strict=True)))
+    for _ in range(cfg.sgd_epochs):
+        for lo in range(0, len(train), SGD_CHUNK):
+            rows = train[lo:lo + SGD_CHUNK]
+            svm.partial_fit(ngrams.transform([texts[i] for i in rows]), y[rows], classes=classes,
+                            sample_weight=weights[rows])
+        rng.shuffle(train)
+    clf: BaseEstimator = svm
+    if calibrated:
+        clf = CalibratedClassifierCV(FrozenEstimator(svm), method="temperature").fit(
+            ngrams.transform([texts[i] for i in held]), y[held])
+    return Pipeline([("features", ngrams), ("clf", clf)])
 
 
 def fit_rows(cfg: TfidfConfig, rows: Dataset, calibrated: bool = True) -> Pipeline:
