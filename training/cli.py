@@ -12,7 +12,7 @@ import sys
 import time
 import warnings
 from collections.abc import Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
@@ -523,7 +523,7 @@ def predict(
 
     # Batches are classified on every core (numpy lets go of the GIL: 1.8x on two cores) and
     # printed in order; at most one more batch per core than is printed is held.
-    done, pending = 0, collections.deque()
+    done, pending = 0, collections.deque[Future[str]]()
     with ThreadPoolExecutor(PREDICT_THREADS) as pool:
         while batch := list(itertools.islice(source, PREDICT_BATCH)):
             pending.append(pool.submit(lines, batch, done))
