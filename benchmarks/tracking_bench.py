@@ -1,7 +1,7 @@
 """Tracking overhead per run: the time one `manset train tfidf` spends in its MLflow calls (start
 run with tags and params, dataset inputs, metrics and evaluation artifacts, log_model with the
 registration, promotion, end of run), against the default SQLite store and against an MLflow
-server backed by PostgreSQL on loopback (the README's team set-up, started by
+server backed by PostgreSQL on loopback (docs/team.md's set-up, started by
 tests/team_servers.py with fsync on). Then the SQLite store's limits: N trainers at once, and a
 writer that holds the database locked. Prints tables; writes benchmarks/out/tracking.json.
 

@@ -1,6 +1,6 @@
 """The MLflow pyfunc: every input shape a caller uses, a clear error for bad input, a logged model
 that carries manset_serving only and loads without the training code, `mlflow models serve` on
-loopback. Spark: the README example in test_readme.py."""
+loopback. Spark: the example of docs/serving.md in test_readme.py."""
 
 import json
 import os

@@ -1,8 +1,9 @@
-"""The README's "Use the model in your service" examples, run as a user would paste them, in a
-project that `manset run` trained."""
+"""The README's main commands and the serving guide's examples (docs/serving.md), run as a user
+would paste them, in a project that `manset run` trained."""
 
 import json
 import re
+import shlex
 import shutil
 import socket
 import subprocess
@@ -20,10 +21,10 @@ BIN = Path(sys.executable).parent
 
 
 def example(name: str) -> str:
-    """The fenced block after `<!-- example: name -->` in the README."""
-    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    """The fenced block after `<!-- example: name -->` in docs/serving.md."""
+    text = (ROOT / "docs" / "serving.md").read_text(encoding="utf-8")
     found = re.search(rf"<!-- example: {name} -->\n```\w+\n(.*?)```", text, re.S)
-    assert found, f"README has no example {name!r}"
+    assert found, f"docs/serving.md has no example {name!r}"
     return found.group(1)
 
 
@@ -46,6 +47,23 @@ def _python(code: str, cwd: Path, timeout: int = 300) -> str:
 
 def _expected(project: Path, text: str) -> str:
     return load(project / "models" / "category" / "champion").predict([text])[0]["label"]
+
+
+def test_the_readme_main_commands_run_as_written(trained: Path) -> None:
+    block = re.search(r"## Main commands\n\n```sh\n(.*?)```",
+                      (ROOT / "README.md").read_text(encoding="utf-8"), re.S)
+    assert block, "README has no main commands"
+    (trained / "headlines.txt").write_text("Borsa rekor kırdı\nDerbide gol yağmuru\n")
+    ran = []
+    for line in block.group(1).splitlines():
+        argv = shlex.split(line.replace(".venv/bin/", f"{BIN}/"), comments=True)
+        # `run` is what the fixture did; `serve` runs until stopped (test_http_example serves)
+        if argv[1] in ("run", "serve"):
+            continue
+        out = subprocess.run(argv, cwd=trained, capture_output=True, text=True, timeout=300)
+        assert out.returncode == 0, (line, out.stderr[-2000:])
+        ran.append(argv[1])
+    assert ran == ["import", "build", "train", "runs", "predict", "predict"]
 
 
 def test_lean_predictor_example(trained: Path) -> None:

@@ -1,4 +1,4 @@
-"""Team mode (README, "Team mode"): PostgreSQL and an MLflow server with a shared artifact folder
+"""Team mode (docs/team.md): PostgreSQL and an MLflow server with a shared artifact folder
 on loopback (tests/team_servers.py). A small real project trains through it, another process
 pulls its champion, two trainers log at once, and a store that cannot be used is one clear line
 that leaves the registry and the bundles as they were."""

@@ -127,7 +127,7 @@ def model_card(info: BundleInfo) -> str:
         f"MLflow run `{info.run_id}`, dataset fingerprint `{info.dataset_fingerprint}`.", "",
         "## Training data", "", info.data_card,
         "## Use", "", "```python",
-        "from manset_serving import load  # pip install ./serving (see the README)",
+        "from manset_serving import load  # pip install ./serving (docs/serving.md)",
         "model = load('.')",
         "model.predict(['Merkez Bankası faiz kararını açıkladı'])",
         "```", "", *_ensemble_lines(info), *_onnx_lines(info),
