@@ -49,18 +49,19 @@ def _expected(project: Path, text: str) -> str:
     return load(project / "models" / "category" / "champion").predict([text])[0]["label"]
 
 
-def test_the_readme_main_commands_run_as_written(trained: Path) -> None:
+def test_the_readme_main_commands_run_as_written(project: Path) -> None:
+    """In a fresh project of its own (training registers a version): every main command but
+    `run` (what the `trained` fixture does) and `serve` (test_http_example serves)."""
     block = re.search(r"## Main commands\n\n```sh\n(.*?)```",
                       (ROOT / "README.md").read_text(encoding="utf-8"), re.S)
     assert block, "README has no main commands"
-    (trained / "headlines.txt").write_text("Borsa rekor kırdı\nDerbide gol yağmuru\n")
+    (project / "headlines.txt").write_text("Borsa rekor kırdı\nDerbide gol yağmuru\n")
     ran = []
     for line in block.group(1).splitlines():
         argv = shlex.split(line.replace(".venv/bin/", f"{BIN}/"), comments=True)
-        # `run` is what the fixture did; `serve` runs until stopped (test_http_example serves)
         if argv[1] in ("run", "serve"):
             continue
-        out = subprocess.run(argv, cwd=trained, capture_output=True, text=True, timeout=300)
+        out = subprocess.run(argv, cwd=project, capture_output=True, text=True, timeout=300)
         assert out.returncode == 0, (line, out.stderr[-2000:])
         ran.append(argv[1])
     assert ran == ["import", "build", "train", "runs", "predict", "predict"]
