@@ -207,6 +207,7 @@ def test_unusual_but_valid_text_is_classified(built: Path) -> None:
     assert len(rows) == len(texts) and all(r["label"] in SECTIONS for r in rows)
 
 
+@pytest.mark.slow  # a clean virtual environment and a pip install: about 35 s
 def test_lean_install_predicts_without_the_training_stack(built: Path, tmp_path: Path) -> None:
     """`pip install ./serving` in a clean virtual environment: it predicts with a bundle, and
     none of the training stack is installed."""

@@ -40,7 +40,7 @@ def test_for_model_splits_apostrophes_and_masks_digits():
 
 
 def _vectorised(text: str) -> str:
-    codes, lengths = features._normalised_codes([text], max_chars=10_000)
+    codes, lengths = features.normalised_codes([text], max_chars=10_000)
     return "".join(map(chr, codes[0, : lengths[0]])).strip()
 
 

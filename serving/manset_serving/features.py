@@ -127,7 +127,7 @@ def _finish(h: np.ndarray, salt: int, bits: int) -> np.ndarray:
     return (h >> np.uint64(64 - bits)).astype(np.int64)
 
 
-def _normalised_codes(texts: list[str], max_chars: int) -> tuple[np.ndarray, np.ndarray]:
+def normalised_codes(texts: list[str], max_chars: int) -> tuple[np.ndarray, np.ndarray]:
     """Code points of ' ' + normalised text + ' ', one row per text, zero-padded; and lengths."""
     texts = [unicodedata.normalize("NFC", t.replace("\x00", " "))[:max_chars] for t in texts]
     n = len(texts)
@@ -152,7 +152,7 @@ def _normalised_codes(texts: list[str], max_chars: int) -> tuple[np.ndarray, np.
 def _hash_batch(texts: list[str], cfg: FeatureConfig) -> tuple[np.ndarray, int]:
     """Bucket ids of all n-grams, shape (len(texts), slots), -1 where a slot is unused; and the
     number of leading columns that hold character n-grams (word n-grams follow)."""
-    codes, lengths = _normalised_codes(texts, cfg.max_chars)
+    codes, lengths = normalised_codes(texts, cfg.max_chars)
     n, width = codes.shape
     with np.errstate(over="ignore"):
         prefix = np.zeros((n, width + 1), dtype=np.uint64)
