@@ -1,5 +1,5 @@
-"""The generic HTML reader on the list shapes news sites use, and pages nested too deep to parse
-(issue 10, items 3 and 4): every item read once and in order, a page too deep refused in linear
+"""training.ingest_html: the generic HTML reader on the list shapes news sites use, and pages
+nested too deep to parse: every item read once and in order, a page too deep refused in linear
 time with one line, and the bundled pages read exactly as before."""
 
 import json
