@@ -317,3 +317,12 @@ def test_catch_all_metrics_are_logged_for_topic_runs_only(trained: Path) -> None
     exp = client.get_experiment_by_name("manset-category")
     [run] = client.search_runs([exp.experiment_id])
     assert not [k for k in run.data.metrics if k.startswith("test_catchall")]
+
+
+def test_the_library_runs_without_typer():
+    """typer is the CLI's: the pipeline, the families and the sweep read their configs (and the
+    settings that differ from the defaults) without importing it."""
+    code = ("import sys, training.pipeline, training.sweep, training.use, training.bert, "
+            "training.spark_build; print('typer' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

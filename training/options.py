@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
-import typer
+# typer is imported by the CLI's parts (with_config and below) when they run: the library
+# (pipeline, sweep, the families) reads configs and `differing` without it.
 
 
 @dataclass(frozen=True)
@@ -126,6 +127,8 @@ NULL = object()  # "none" given for a nullable option: unlike None, it was given
 def with_config(cls: type) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Decorate a typer command that takes `cfg: cls`: the command gets one option per field
     (default and help from the dataclass) and --config FILE, and receives the built config."""
+    import typer
+
     opts = options(cls)
 
     def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -156,6 +159,8 @@ def with_config(cls: type) -> Callable[[Callable[..., Any]], Callable[..., Any]]
 
 
 def _annotation(o: Option) -> Any:
+    import typer
+
     shown = "none" if o.default is None else str(o.default)
     shown = {"True": "on", "False": "off"}.get(shown, shown)
     # the default in the help itself: the option's own default is None (so that a value given
@@ -174,6 +179,8 @@ def _annotation(o: Option) -> Any:
 def _parse(o: Option, given: Any) -> Any:
     """A nullable option's text as its value (or NULL for none), any option's value checked
     against its range."""
+    import typer
+
     value = given
     if o.nullable:
         if given.lower() in {"none", "auto"}:
