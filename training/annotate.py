@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TextIO
 
+from training.configs import DEFAULT_SEED
 from training.files import write_text
 from training.gold import GoldRow, read_gold, write_gold
 from training.sampling import Item, Sampler
@@ -35,7 +36,7 @@ class Session:
     topics: list[Topic]
     items: list[Item]
     annotator: str
-    seed: int = 13
+    seed: int = DEFAULT_SEED
 
     def __post_init__(self) -> None:
         if len(self.topics) > len(TOPIC_KEYS):

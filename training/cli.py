@@ -26,7 +26,7 @@ from rich.status import Status
 from rich.table import Table
 from typer._click import exceptions as _typer_click  # typer >= 0.2x raises its vendored click's
 
-from training.configs import BertTrainConfig, TfidfConfig, UseConfig
+from training.configs import DEFAULT_SEED, BertTrainConfig, TfidfConfig, UseConfig
 from training.options import with_config
 from training.project import Paths, ProjectError
 
@@ -194,7 +194,7 @@ def _ingest_report(reports: Iterable) -> int:
 
 @app.command(short_help="Build a task's dataset: dedupe, group, split.")
 def build(task: TaskOpt = "category", root: RootOpt = Path("."),
-          seed: Annotated[int, typer.Option(help="Split seed.")] = 13,
+          seed: Annotated[int, typer.Option(help="Split seed.")] = DEFAULT_SEED,
           min_count: Annotated[int | None, typer.Option(
               help="Drop smaller classes (counting gold rows where the task has them) "
                    "[default: 30 for category, 20 for topic].")] = None,
@@ -323,7 +323,7 @@ def train_ensemble(
 def sweep_tfidf(
     cfg: TfidfConfig, task: TaskOpt = "category", root: RootOpt = Path("."),
     trials: Annotated[int, typer.Option(help="Trials to run.")] = 20,
-    sweep_seed: Annotated[int, typer.Option(help="Seed of the sampler.")] = 13,
+    sweep_seed: Annotated[int, typer.Option(help="Seed of the sampler.")] = DEFAULT_SEED,
     run_name: RunNameOpt = None, tag: TagOpt = None, description: DescriptionOpt = None,
 ) -> None:
     """Search C, the n-gram ranges, tf scaling and class weighting on the validation split: a
@@ -611,7 +611,7 @@ def annotate_cmd(
                     ] = "topic",
     annotator: Annotated[str, typer.Option(help="Your name, recorded with every label.",
                                            envvar="USER")] = "annotator",
-    seed: Annotated[int, typer.Option(help="Seed of the sampling order.")] = 13,
+    seed: Annotated[int, typer.Option(help="Seed of the sampling order.")] = DEFAULT_SEED,
     export_label_studio: Annotated[Path | None, typer.Option(
         help="Write tasks.json (gold rows as annotations, then --limit headlines to label) and "
              "config.xml (the labelling interface) into this folder, and stop.")] = None,

@@ -10,9 +10,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from training.configs import DEFAULT_SEED
+
 ALPHA = 0.05  # the test's level: the chance of moving the champion on a gain that is noise
 RESAMPLES = 2000
-SEED = 13  # resampling is seeded: the same two models always get the same decision
+SEED = DEFAULT_SEED  # resampling is seeded: the same two models always get the same decision
 
 
 @dataclass(frozen=True)

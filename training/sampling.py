@@ -18,6 +18,7 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+from training.configs import DEFAULT_SEED
 from training.tasks import is_catch_all
 from training.text import dedup_key
 
@@ -73,7 +74,7 @@ class Sampler:
     """Deterministic for a seed and a set of labels; `next` never returns an item twice."""
 
     items: list[Item]
-    seed: int = 13
+    seed: int = DEFAULT_SEED
     topic_counts: Counter = field(default_factory=Counter)  # gold labels per topic
     done: set[str] = field(default_factory=set)  # ids annotated or skipped
     _queued: Counter = field(default_factory=Counter)

@@ -17,7 +17,7 @@ from datasets import DatasetDict
 from sklearn.metrics import f1_score
 
 from training import baseline, options, tracking
-from training.configs import TfidfConfig
+from training.configs import DEFAULT_SEED, TfidfConfig
 from training.dataset import DataCard
 from training.pipeline import TrainResult, tfidf_run
 from training.project import Paths
@@ -79,7 +79,8 @@ def objective(dd: DatasetDict, base: TfidfConfig, seed: int
 
 
 def sweep_tfidf(paths: Paths, task: str, trials: int, base: TfidfConfig, dd: DatasetDict,
-                card: DataCard, meta: tracking.RunMeta | None = None, seed: int = 13
+                card: DataCard, meta: tracking.RunMeta | None = None,
+                seed: int = DEFAULT_SEED
                 ) -> SweepResult:
     """Run the study in a parent run, log its summary and plot there, then train the best
     trial in full as a child run and promote it by the paired rule once all runs have ended."""
