@@ -23,7 +23,7 @@ import ftfy
 from ftfy.badness import is_bad
 
 from training.headlines import Aliases, Headline, add
-from training.ingest_html import Item, Profile, decode, load_profiles, match_profile, parse_html
+from training.ingest_html import PageItem, Profile, decode, load_profiles, match_profile, parse_html
 from training.stamps import BadStamp, base_time, parse_meta, parse_stamp, resolve
 from training.text import dedup_key, headline_id, label_key, nfc
 
@@ -81,12 +81,12 @@ def _title_like(s: str) -> bool:
             and all(w[0].isupper() or w in _CONNECTIVES for w in words))
 
 
-def parse_lines(text: str) -> tuple[list[Item], int]:
+def parse_lines(text: str) -> tuple[list[PageItem], int]:
     """Items of a text page and the number of meta lines that had no headline to go with."""
     lines = [s for raw in text.splitlines() if (s := nfc(raw))]
     metas = [parse_meta(s) for s in lines]
     used: set[int] = set()
-    items: list[Item] = []
+    items: list[PageItem] = []
     orphans, block = 0, None
     for i, meta in enumerate(metas):
         if meta is None:
@@ -107,7 +107,7 @@ def parse_lines(text: str) -> tuple[list[Item], int]:
             orphans += 1
             continue
         used.add(head)
-        items.append(Item(lines[head], meta.section, meta.stamp, where))
+        items.append(PageItem(lines[head], meta.section, meta.stamp, where))
     return items, orphans
 
 
@@ -158,14 +158,14 @@ def _parse(path: Path, page_time: datetime | None) -> _Page:
     return _Page(rows, skipped + len(reasons), reasons, repaired)
 
 
-def _with_meta(item: Item) -> Item:
+def _with_meta(item: PageItem) -> PageItem:
     """Fill a missing section or stamp from a meta line among the item's other texts."""
     if item.section and item.stamp:
         return item
     for line in item.extra:
         if (meta := parse_meta(line)) and meta.section:
             section, stamp = item.section or meta.section, item.stamp or meta.stamp
-            return Item(item.text, section, stamp, item.block)
+            return PageItem(item.text, section, stamp, item.block)
     return item
 
 

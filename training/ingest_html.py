@@ -1,7 +1,8 @@
 """HTML side of ingestion: bytes to text, site profiles, and sidebar items out of markup.
 
-A page becomes a list of `Item`s (headline, section, time stamp as written, block); turning stamps
-into dates and items into stored headlines is training.ingest's job, shared with text pages.
+A page becomes a list of `PageItem`s (headline, section, time stamp as written, block); turning
+stamps into dates and items into stored headlines is training.ingest's job, shared with text
+pages.
 Markup is read with selectolax (lexbor), never with regexes: real pages nest, break and lie.
 (One regex counts a page's tags before lexbor sees it, to refuse a page too deep to parse; it reads
 nothing.)
@@ -58,7 +59,7 @@ _PROFILE_KEYS = {"source", "hosts", "file_prefixes", "sections", "layouts"}
 
 
 @dataclass(frozen=True)
-class Item:
+class PageItem:
     """A headline as a page shows it, before its stamp is resolved and its section mapped."""
 
     text: str
@@ -92,7 +93,7 @@ class Profile:
 
 @dataclass(frozen=True)
 class HtmlPage:
-    items: list[Item]
+    items: list[PageItem]
     source: str | None  # canonical host, else og:site_name
     profile: Profile | None
 
@@ -226,7 +227,7 @@ def _meta_map(tree: LexborHTMLParser) -> dict[str, str]:
     return found
 
 
-def _lead(tree: LexborHTMLParser, meta: dict[str, str]) -> Item | None:
+def _lead(tree: LexborHTMLParser, meta: dict[str, str]) -> PageItem | None:
     """The page's own story, when its metadata give a section or call it an article."""
     section = meta.get("article:section") or meta.get("articlesection") or meta.get("section")
     title = meta.get("og:title") or _text(tree.css_first("h1")) or _text(tree.css_first("title"))
@@ -235,10 +236,10 @@ def _lead(tree: LexborHTMLParser, meta: dict[str, str]) -> Item | None:
     stamp = next((meta[k] for k in ("article:published_time", "datepublished", "pubdate",
                                     "article:modified_time", "datemodified", "last-modified")
                   if k in meta), None)
-    return Item(title, section, stamp, "lead")
+    return PageItem(title, section, stamp, "lead")
 
 
-def _layout_items(tree: LexborHTMLParser, layout: Layout) -> list[Item]:
+def _layout_items(tree: LexborHTMLParser, layout: Layout) -> list[PageItem]:
     items = []
     for block in tree.css(layout.block):
         title = _text(block.css_first(layout.title)) if layout.title else None
@@ -250,7 +251,7 @@ def _layout_items(tree: LexborHTMLParser, layout: Layout) -> list[Item]:
             section = _text(node.css_first(layout.section)) if layout.section else None
             stamp = _stamp(node.css_first(layout.time)) if layout.time else None
             extra = () if section and stamp else _extra(node, text)  # only to fill a gap
-            items.append(Item(text, section or None, stamp, title, extra))
+            items.append(PageItem(text, section or None, stamp, title, extra))
     return items
 
 
@@ -272,14 +273,14 @@ def _nested_deeper(text: str, limit: int) -> bool:
     return False
 
 
-def _generic_items(tree: LexborHTMLParser) -> list[Item]:
+def _generic_items(tree: LexborHTMLParser) -> list[PageItem]:
     """Repeated list items that pair a headline link with a section or a time: the shape of every
     sidebar we have seen, whatever its class names. Menus (links alone) do not qualify."""
     # A node that matches two selectors of the group (li.news-item) comes back twice.
     nodes = list({n.mem_id: n for n in tree.css(_GENERIC_ITEMS)}.values())  # in page order
     candidates = {n.mem_id for n in nodes}
     below: Counter[int] = Counter()  # items found below each node, counted up to 2
-    found: list[tuple[LexborNode, Item]] = []
+    found: list[tuple[LexborNode, PageItem]] = []
     # Innermost first (a node comes after its ancestors): an item is the smallest node with a
     # headline and a section or time, so a card's own parts ("card-title", "item-meta") are not
     # items, and a list holding items is not one either.
@@ -291,7 +292,7 @@ def _generic_items(tree: LexborHTMLParser) -> list[Item]:
         while up is not None and below[up.mem_id] < 2:  # one or more than one is all we ask
             below[up.mem_id] += 1
             up = up.parent
-    groups: dict[int, tuple[LexborNode, list[Item]]] = {}
+    groups: dict[int, tuple[LexborNode, list[PageItem]]] = {}
     for node, item in reversed(found):
         # The repeated unit may wrap the item (li.card > div.card-body): climb to it, and group
         # the items by the list that holds the units.
@@ -303,11 +304,11 @@ def _generic_items(tree: LexborHTMLParser) -> list[Item]:
     for container, group in groups.values():
         if len(group) >= 2:  # one lone link is content, not a sidebar
             title = _block_title(container)
-            items += [Item(i.text, i.section, i.stamp, title, i.extra) for i in group]
+            items += [PageItem(i.text, i.section, i.stamp, title, i.extra) for i in group]
     return items
 
 
-def _generic_item(node: LexborNode) -> Item | None:
+def _generic_item(node: LexborNode) -> PageItem | None:
     """A list item's headline link and its section, time or "18:17 - Dünya" line; None without."""
     if len(node.css("*")) > _ITEM_SIZE:
         return None
@@ -322,7 +323,7 @@ def _generic_item(node: LexborNode) -> Item | None:
     extra = _extra(node, text)
     if not (section or timed or any(" - " in e for e in extra)):
         return None
-    return Item(text, section or None, _stamp(timed), None, extra)
+    return PageItem(text, section or None, _stamp(timed), None, extra)
 
 
 def _link_text(link: LexborNode, *parts: LexborNode | None) -> str:

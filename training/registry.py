@@ -22,7 +22,7 @@ from training import compare
 from training.project import ProjectError
 from training.tracking import PREDICTIONS, TrackingError, _cause, guarded, model_name
 
-CHAMPION = "champion"
+ALIAS = "champion"  # the registered model alias the champion version carries
 log = logging.getLogger(__name__)
 
 
@@ -140,7 +140,7 @@ def _promote_by_hand(task: str, ref: str, force: bool, reason: str, who: str) ->
                                f"v{champion.version} by more than chance: {paired.describe()}; "
                                "pass --force to move the alias anyway")
         why = f"beats champion v{champion.version}: {paired.describe()}"
-    client.set_registered_model_alias(name, CHAMPION, version)
+    client.set_registered_model_alias(name, ALIAS, version)
     for key, value in {"promoted_by": who, "promoted_reason": reason, "promoted_check": why,
                        "promoted_at": datetime.now(UTC).isoformat(timespec="seconds"),
                        "promoted_over": champion.version if champion else "none"}.items():
@@ -189,7 +189,7 @@ def champion_run(name: str) -> str | None:
 
 def _champion(name: str) -> ModelVersion | None:
     try:
-        return MlflowClient().get_model_version_by_alias(name, CHAMPION)
+        return MlflowClient().get_model_version_by_alias(name, ALIAS)
     except mlflow.exceptions.MlflowException as e:
         if e.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND"):
             return None  # no such model, or no alias on it
@@ -199,7 +199,7 @@ def _champion(name: str) -> ModelVersion | None:
 def _decided(run_id: str, name: str, version: str, move: bool, reason: str) -> Registration:
     client = MlflowClient()
     if move:
-        client.set_registered_model_alias(name, CHAMPION, version)
+        client.set_registered_model_alias(name, ALIAS, version)
     client.set_tag(run_id, "manset.promotion", "champion" if move else "kept the champion")
     client.set_tag(run_id, "manset.promotion_reason", reason[:5000])
     return Registration(version, move, reason)
