@@ -12,10 +12,11 @@ import argparse
 import json
 import pickle
 import statistics
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+from timing import timed  # benchmarks/, this script's folder
 
 ROOT = Path(__file__).resolve().parent.parent
 MANSET = Path(sys.executable).parent / "manset"
@@ -31,23 +32,6 @@ for lo in range(0, len(texts), 2048):
         out.write(json.dumps({"text": t, "label": labels[p.argmax()], "probabilities":
                               dict(zip(labels, p.round(6).tolist()))}, ensure_ascii=False) + "\\n")
 """
-
-
-# runs one command and prints its seconds and peak memory: a process of its own, so that the
-# peak is that command's alone (getrusage reports the largest child a process ever had)
-WRAP = """
-import resource, subprocess, sys, time
-start = time.perf_counter()
-subprocess.run(sys.argv[1:], check=True, stdout=subprocess.DEVNULL)
-print(time.perf_counter() - start, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
-"""
-
-
-def timed(argv: list[str]) -> tuple[float, float]:
-    """Seconds and peak memory (MB) of a fresh process running argv."""
-    out = subprocess.run([sys.executable, "-c", WRAP, *argv], check=True, capture_output=True,
-                         text=True).stdout.split()
-    return float(out[0]), int(out[1]) / 1024
 
 
 def main() -> None:

@@ -21,7 +21,6 @@ import json
 import math
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -29,39 +28,11 @@ from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
+from timing import timed  # benchmarks/, this script's folder
 
 ROOT = Path(__file__).resolve().parent.parent
 MANSET = Path(sys.executable).parent / "manset"
 CONFIGS = ("categories.csv", "category_aliases.csv", "category_topics.csv", "topics.csv")
-
-# one command in a process of its own; its peak memory is the larger of getrusage's (the largest
-# process it waited for) and the sum of its process tree's RSS, read from /proc every 0.1 s (a
-# Spark build's JVM is a grandchild)
-WRAP = """
-import os, resource, subprocess, sys, time
-def tree(pid):
-    total, todo = 0, [pid]
-    while todo:
-        p = todo.pop()
-        try:
-            with open(f"/proc/{p}/statm") as f:
-                total += int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-            for t in os.listdir(f"/proc/{p}/task"):
-                with open(f"/proc/{p}/task/{t}/children") as f:
-                    todo += [int(c) for c in f.read().split()]
-        except OSError:
-            pass
-    return total
-start, peak = time.perf_counter(), 0
-proc = subprocess.Popen(sys.argv[1:], stdout=subprocess.DEVNULL)
-while proc.poll() is None:
-    peak = max(peak, tree(proc.pid))
-    time.sleep(0.1)
-if proc.returncode:
-    sys.exit(proc.returncode)
-maxrss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
-print(time.perf_counter() - start, max(peak, maxrss) / 2**20)
-"""
 
 # the TF-IDF fit of `manset train tfidf` (features, SVM, temperature) on a built training split,
 # without the run around it (evaluation, leave-one-source-out, export)
@@ -133,13 +104,6 @@ def project(folder: Path, n: int) -> None:
                 pw.writerows(rows)
 
 
-def timed(argv: list[str]) -> tuple[float, float]:
-    """Seconds and peak memory (MB) of a fresh process running argv."""
-    out = subprocess.run([sys.executable, "-c", WRAP, *argv], check=True, capture_output=True,
-                         text=True, cwd=ROOT).stdout.split()
-    return float(out[0]), float(out[1])
-
-
 def exponent(a: tuple[int, float], b: tuple[int, float]) -> float:
     """k in seconds ∝ rows^k between two sizes."""
     return math.log(b[1] / a[1]) / math.log(b[0] / a[0])
@@ -166,7 +130,7 @@ def main() -> None:
             if not args.no_train:
                 steps["tfidf_fit"] = [sys.executable, "-c", FIT, tmp]
             for step, argv in steps.items():
-                seconds, mb = timed(argv)
+                seconds, mb = timed(argv, cwd=ROOT)
                 row[step] = {"seconds": round(seconds, 1), "peak_mb": round(mb)}
                 print(f"{n:>9,} rows  {step:<9} {seconds:7.1f} s  {mb:6.0f} MB", flush=True)
             card = json.loads((root / "data" / "build" / "category" / "card.json").read_text())
