@@ -77,12 +77,12 @@ def build(paths: Paths, cfg: BuildConfig, save: bool = True, engine: str = "loca
     `save` is False (a benchmark trying another split leaves the built one alone).
     engine "spark": the same build on Spark (training.spark_build), reading `table` (Parquet
     files of the headline table; None: the local table, copied to Parquet first)."""
-    if not paths.db.is_file() and table is None:
+    local = paths.db.is_file()  # with --table, the local store holds only the gold labels
+    if not local and table is None:
         raise FileNotFoundError(f"{paths.db}: no headline table yet; run `manset import` first")
     task = tasks.get(cfg.task)
-    # with --table, the local store holds only the gold labels, when there is one
-    with closing(_connect(paths) if paths.db.is_file() else sqlite3.connect(":memory:")) as con:
-        labels = gold.gold_labels(con, task.name) if paths.db.is_file() else {}
+    with closing(_connect(paths) if local else sqlite3.connect(":memory:")) as con:
+        labels = gold.gold_labels(con, task.name) if local else {}
         if task.needs_gold and not labels:
             raise ValueError(f"task {task.name!r} has no gold labels yet: annotate some "
                              f"(manset annotate --task {task.name}) and run `manset import`")

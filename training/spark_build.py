@@ -187,7 +187,7 @@ def _grams_udf() -> Any:
 
 def _edges(rows: Any, threshold: float) -> np.ndarray:
     """The near-duplicate edges (i < j by idx): pairs with a common band key whose 5-gram sets
-    have cosine ≥ threshold, computed as the local engine does (dataset.cosine)."""
+    have cosine ≥ threshold, computed as the local engine does (dataset._cosine)."""
     from pyspark.sql import functions as F
     from pyspark.sql.functions import pandas_udf
 
