@@ -18,8 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
-from training import baseline, headlines
+from training import headlines
 from training.configs import TfidfConfig
+from training.families import tfidf
 from training.text import dedup_key
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -47,7 +48,7 @@ def evidence(rows: list[tuple[str, str, str]], top: int) -> list[dict]:
         train = [(f"{s}:{r}", t) for s, r, t in rows if s != held and (s, r) in big]
         names = sorted({lb for lb, _ in train})
         y = np.array([names.index(lb) for lb, _ in train])
-        pipe = baseline.fit(TfidfConfig(), [t for _, t in train], y, ["section"] * len(y),
+        pipe = tfidf.fit(TfidfConfig(), [t for _, t in train], y, ["section"] * len(y),
                             calibrated=False)
         for section in sorted(r for s, r in big if s == held):
             texts = [t for s, r, t in rows if s == held and r == section]
@@ -68,7 +69,7 @@ def within(rows: list[tuple[str, str, str]], source: str, top: int) -> list[dict
     own = [(r, t) for r, t in own if sizes[r] >= MIN_ROWS]
     names = sorted({r for r, _ in own})
     y = np.array([names.index(r) for r, _ in own])
-    pred = cross_val_predict(baseline.make_pipeline(TfidfConfig(), calibrated=False),
+    pred = cross_val_predict(tfidf.make_pipeline(TfidfConfig(), calibrated=False),
                              [t for _, t in own], y, cv=3)
     return [{"source": source, "section": lb, "rows": int((y == i).sum()),
              "landed": {names[k]: round(v / int((y == i).sum()), 3)

@@ -30,8 +30,12 @@ sys.path.insert(0, str(ROOT))
 from manset_serving.bundle import Bundle  # noqa: E402
 from manset_serving.onnx import INT8_FILE, OnnxPredictor, session  # noqa: E402
 
-from training import baseline, bert, bert_export, configs, dataset, evaluation, heads  # noqa: E402
-from training.e5 import E5_NAME  # noqa: E402
+from training import configs, dataset, evaluation  # noqa: E402
+from training.families import tfidf  # noqa: E402
+from training.families.bert import export as bert_export  # noqa: E402
+from training.families.bert import heads  # noqa: E402
+from training.families.bert import train as bert  # noqa: E402
+from training.families.bert.e5 import E5_NAME  # noqa: E402
 from training.files import write_text  # noqa: E402
 from training.project import Paths  # noqa: E402
 
@@ -56,7 +60,7 @@ def measure(proba_fn: evaluation.ProbaFn, texts: list[str], y: np.ndarray,
 
 def run_baseline(dd: DatasetDict, texts: list[str], y: np.ndarray, n: int) -> dict[str, float]:
     start = time.perf_counter()
-    pipe = baseline.make_pipeline(baseline.TfidfConfig()).fit(
+    pipe = tfidf.make_pipeline(tfidf.TfidfConfig()).fit(
         list(dd["train"]["text"]), np.array(dd["train"]["label"]))
     return {"train_seconds": time.perf_counter() - start,
             **measure(pipe.predict_proba, texts, y, n)}

@@ -33,9 +33,10 @@ from manset_serving.features import FeatureConfig
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import f1_score
 
-from training import baseline, compare, crosssource, dataset, headlines, ingest
+from training import compare, crosssource, dataset, headlines, ingest
 from training.configs import TfidfConfig
 from training.dataset import BuildConfig
+from training.families import tfidf
 from training.headlines import Aliases
 from training.project import Paths
 
@@ -73,11 +74,11 @@ def build(extra: list[tuple[str, str, str]]) -> DatasetDict:
     return dd
 
 
-def tfidf(rows: Dataset, weights: Callable[[Dataset], np.ndarray] | None = None,
+def fit_tfidf(rows: Dataset, weights: Callable[[Dataset], np.ndarray] | None = None,
           strip: bool = False, config: TfidfConfig | None = None) -> Predictor:
     clean = (lambda ts: [ARTEFACTS.sub("", t) for t in ts]) if strip else list
     w = np.ones(len(rows)) if weights is None else weights(rows)
-    pipe = baseline.make_pipeline(config or TfidfConfig(), calibrated=False)
+    pipe = tfidf.make_pipeline(config or TfidfConfig(), calibrated=False)
     pipe.fit(clean(rows["text"]), np.array(rows["label"]), clf__sample_weight=w)
     return lambda texts: pipe.predict(clean(texts))
 
@@ -134,7 +135,7 @@ def use_proba(rows: Dataset, weights: Callable[[Dataset], np.ndarray] | None = N
 
 def ensemble(rows: Dataset, balanced: bool = False) -> Predictor:
     weights = source_balanced if balanced else None
-    pipe = baseline.make_pipeline(TfidfConfig())  # calibrated: probabilities to average
+    pipe = tfidf.make_pipeline(TfidfConfig())  # calibrated: probabilities to average
     pipe.fit(list(rows["text"]), np.array(rows["label"]), clf__sample_weight=None
              if weights is None else weights(rows))
     use = use_proba(rows, weights)
@@ -148,16 +149,16 @@ def ensemble(rows: Dataset, balanced: bool = False) -> Predictor:
 
 
 LEVERS: dict[str, Callable[[Dataset], Predictor]] = {
-    "plain TF-IDF": lambda rows: tfidf(rows),
-    "outlet artefacts stripped": lambda rows: tfidf(rows, strip=True),
-    "sources balanced within each class": lambda rows: tfidf(rows, source_balanced),
+    "plain TF-IDF": lambda rows: fit_tfidf(rows),
+    "outlet artefacts stripped": lambda rows: fit_tfidf(rows, strip=True),
+    "sources balanced within each class": lambda rows: fit_tfidf(rows, source_balanced),
     "USE + logistic regression": lambda rows: (lambda p: lambda t: p(t).argmax(1))(
         use_proba(rows)),
     "TF-IDF + USE (mean probability)": ensemble,
     "TF-IDF + USE, sources balanced in both": lambda rows: ensemble(rows, balanced=True),
-    "TF-IDF without 1-2 letter n-grams (char 3-5)": lambda rows: tfidf(rows, config=TfidfConfig(
+    "TF-IDF without 1-2 letter n-grams (char 3-5)": lambda rows: fit_tfidf(rows, config=TfidfConfig(
         features=FeatureConfig(char_min=3))),
-    "TF-IDF, C 0.1 (more regularised)": lambda rows: tfidf(rows, config=TfidfConfig(C=0.1)),
+    "TF-IDF, C 0.1 (more regularised)": lambda rows: fit_tfidf(rows, config=TfidfConfig(C=0.1)),
 }
 
 
@@ -190,7 +191,7 @@ def time_split(dd: DatasetDict) -> list[dict]:
                      if (r["source"] not in ERAS if small else r["source"] == newer)]
         y = np.array([r["label"] for r in test_rows])
         seen = np.isin(y, np.unique(train["label"]))
-        pred = tfidf(train)([r["text"] for r in test_rows])
+        pred = fit_tfidf(train)([r["text"] for r in test_rows])
         rows.append({"trained on": sorted(older), "scored": newer, "rows": int(seen.sum()),
                      "unseen_rows": int((~seen).sum()), "macro_f1": macro(y[seen], pred[seen])})
     return rows
@@ -209,7 +210,7 @@ def main() -> None:
         out["variants"] = {}
         for name, extra in VARIANTS.items():
             dd = shipped if not extra else build(extra)
-            out["variants"][name] = s = scores(dd, lambda rows: tfidf(rows))
+            out["variants"][name] = s = scores(dd, lambda rows: fit_tfidf(rows))
             s.pop("pooled")
             print(f"| {name} | {s['in_source_macro_f1']:.4f} | {s['old_sources_macro_f1']:.4f} | "
                   f"{s['cross_source_macro_f1']:.4f} |", flush=True)

@@ -26,8 +26,9 @@ sys.path.insert(0, str(ROOT))
 
 from manset_serving import load  # noqa: E402
 
-from training import compare, dataset, ensemble, pipeline  # noqa: E402
+from training import compare, dataset  # noqa: E402
 from training.configs import TfidfConfig  # noqa: E402
+from training.families import ensemble, tfidf  # noqa: E402
 from training.files import write_text  # noqa: E402
 from training.project import Paths  # noqa: E402
 
@@ -66,7 +67,7 @@ def one(root: Path) -> tuple[dict, np.ndarray, dict[str, np.ndarray]]:
     paths = Paths(root)
     dd, card = dataset.load(paths.built("category"))
     if not paths.bundle("category", "tfidf").is_dir():
-        pipeline.train_tfidf(paths, "category", TfidfConfig())
+        tfidf.train(paths, "category", TfidfConfig())
     if _stale(paths):
         ensemble.train_ensemble(paths, "category")
     texts, y = list(dd["test"]["text"]), np.array(dd["test"]["label"])

@@ -32,7 +32,9 @@ sys.path.insert(0, str(HERE))
 
 from manset_serving.onnx import OnnxPredictor, session  # noqa: E402
 
-from training import bert_export, dataset, heads  # noqa: E402
+from training import dataset  # noqa: E402
+from training.families.bert import export as bert_export  # noqa: E402
+from training.families.bert import heads  # noqa: E402
 from training.files import write_text  # noqa: E402
 
 

@@ -39,10 +39,11 @@ CONFIGS = ("categories.csv", "category_aliases.csv", "category_topics.csv", "top
 FIT = """
 import sys
 from pathlib import Path
-from training import baseline, dataset
+from training import dataset
+from training.families import tfidf
 from training.configs import TfidfConfig
 dd, _ = dataset.load(Path(sys.argv[1]) / "data" / "build" / "category")
-baseline.fit_rows(TfidfConfig(), dd["train"])
+tfidf.fit_rows(TfidfConfig(), dd["train"])
 """
 
 

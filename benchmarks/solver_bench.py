@@ -17,8 +17,9 @@ from pathlib import Path
 import numpy as np
 from sklearn.metrics import accuracy_score, f1_score
 
-from training import baseline, compare, dataset
+from training import compare, dataset
 from training.configs import TfidfConfig
+from training.families import tfidf
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -38,7 +39,7 @@ def main() -> None:
         runs = []
         for seed in args.seeds:
             start = time.perf_counter()
-            pipe = baseline.fit_rows(TfidfConfig(solver=solver, seed=seed), dd["train"])
+            pipe = tfidf.fit_rows(TfidfConfig(solver=solver, seed=seed), dd["train"])
             seconds = time.perf_counter() - start
             pred = pipe.predict(texts)
             preds[solver].append(pred)

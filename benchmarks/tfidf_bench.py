@@ -20,8 +20,9 @@ from sklearn.metrics import f1_score
 from sklearn.pipeline import make_pipeline, make_union
 from sklearn.svm import LinearSVC
 
-from training import baseline, export, pipeline
+from training import export, pipeline
 from training.dataset import BuildConfig
+from training.families import tfidf
 from training.project import Paths
 from training.text import for_model
 
@@ -75,11 +76,11 @@ def main() -> int:
         proba = pipe.predict_proba if hasattr(pipe, "predict_proba") else pipe.decision_function
         record(name, proba, time.perf_counter() - start)
 
-    cfg = baseline.TfidfConfig()
+    cfg = tfidf.TfidfConfig()
     start = time.perf_counter()
-    pipe = baseline.make_pipeline(cfg).fit(x_train, y_train)
+    pipe = tfidf.make_pipeline(cfg).fit(x_train, y_train)
     fit_seconds = time.perf_counter() - start
-    arrays, beta = baseline.export_arrays(pipe)
+    arrays, beta = tfidf.export_arrays(pipe)
     with tempfile.TemporaryDirectory() as tmp:
         info = export.BundleInfo("category", "tfidf", dd["train"].features["label"].names,
                                  {"features": cfg.features.__dict__, "beta": beta}, {}, None,

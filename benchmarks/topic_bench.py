@@ -29,7 +29,8 @@ sys.path.insert(0, str(ROOT))
 
 from manset_serving import load  # noqa: E402
 
-from training import baseline, compare, dataset, tasks  # noqa: E402
+from training import compare, dataset, tasks  # noqa: E402
+from training.families import tfidf  # noqa: E402
 from training.files import write_text  # noqa: E402
 from training.text import dedup_key  # noqa: E402
 
@@ -55,7 +56,7 @@ def mapping_baseline(root: Path, topic: dataset.DatasetDict, names: list[str]) -
     held = {dedup_key(t) for s in ("validation", "test") for t in topic[s]["text"]}
     keep = [i for i, t in enumerate(cat["train"]["text"]) if dedup_key(t) not in held]
     train = cat["train"].select(keep)
-    model = baseline.fit_rows(baseline.TfidfConfig(), train)
+    model = tfidf.fit_rows(tfidf.TfidfConfig(), train)
     cat_names = cat["train"].features["label"].names
     mapping = tasks.read_mapping(root / "data" / "category_topics.csv", cat_names, set(names))
     predicted = [cat_names[i] for i in model.predict(list(topic["test"]["text"]))]
@@ -88,8 +89,8 @@ def main() -> int:
         [names.index(section[c]) if c in section else -1 for c in dd["test"]["category"]])
     validation = {}
     for w in GOLD_WEIGHTS:
-        cfg = baseline.TfidfConfig(gold_weight=w)
-        model = baseline.fit_rows(cfg, dd["train"])
+        cfg = tfidf.TfidfConfig(gold_weight=w)
+        model = tfidf.fit_rows(cfg, dd["train"])
         val_pred = model.predict(list(dd["validation"]["text"]))
         validation[w] = macro_f1(np.array(dd["validation"]["label"]), val_pred)
         preds[f"tfidf, gold weight {w:g}"] = model.predict(texts)
@@ -108,12 +109,12 @@ def main() -> int:
         seeds.append(list(range(n)))
         results["models"][mean] = {k: float(np.mean([results["models"][b][k] for b in bundles]))
                                    for k in results["models"][bundles[0]]}
-    tfidf = f"tfidf, gold weight {best:g}"
+    tfidf_name = f"tfidf, gold weight {best:g}"
     # short name -> the peer of each bundle, in --bundle's order
-    peers = {"mapping": ["category mapped to topic"] * n, "tfidf": [tfidf] * n}
+    peers = {"mapping": ["category mapped to topic"] * n, "tfidf": [tfidf_name] * n}
     if againsts:
         peers["against"] = againsts
-    tests = [([tfidf], ["category mapped to topic"], "mapping")] + [
+    tests = [([tfidf_name], ["category mapped to topic"], "mapping")] + [
         ([bundles[i] for i in idx], [peer[i] for i in idx], short)
         for idx in seeds for short, peer in peers.items()]
     for group, peer_group, short in tests:

@@ -224,7 +224,8 @@ def test_ensemble_blends_both_members_with_the_validation_weight(trained: Path, 
     registered. A missing member, a swapped one and one trained on another split are refused."""
     from manset_serving import BundleError
 
-    from training import dataset, ensemble
+    from training import dataset
+    from training.families import ensemble
 
     trained = Path(shutil.copytree(trained, tmp_path / "copy"))
     portable.relocate(trained)

@@ -32,8 +32,8 @@ from conftest import (  # noqa: E402
 from manset_serving import load  # noqa: E402
 from transformers import TrainerCallback  # noqa: E402
 
-from training import bert  # noqa: E402
 from training.cli import main  # noqa: E402
+from training.families.bert import train as bert  # noqa: E402
 from training.project import Paths, ProjectError  # noqa: E402
 
 
@@ -73,7 +73,7 @@ KILLED_AFTER_SAVE = """
 import os, signal, sys
 from pathlib import Path
 from transformers import TrainerCallback
-from training import bert
+from training.families.bert import train as bert
 from training.project import Paths
 
 class Kill(TrainerCallback):
@@ -190,7 +190,7 @@ def test_a_model_that_cannot_load_fails_fast_with_one_line(
 
 
 def test_choose_weight_is_the_validation_best_nearest_an_even_blend() -> None:
-    from training.ensemble import choose_weight
+    from training.families.ensemble import choose_weight
 
     y = np.array([0, 1, 0, 1])
     sure = np.eye(2)[y]  # right on every row, certain
@@ -208,7 +208,8 @@ def test_mean_pooling_head_is_chosen_by_config_and_exports(tiny_model: Path,
     """The head follows the config's classifier_pooling (BERT's pooler when it has none), an
     explicit choice wins and is saved, padding does not move the mean, and ONNX gives the same
     logits."""
-    from training import bert_export, heads
+    from training.families.bert import export as bert_export
+    from training.families.bert import heads
 
     assert type(heads.load(tiny_model, num_labels=3)).__name__ == \
         "BertForSequenceClassification"
@@ -239,7 +240,7 @@ def test_mean_pooling_head_is_chosen_by_config_and_exports(tiny_model: Path,
 
 
 def test_embeddings_get_their_own_learning_rate(tiny_model: Path, tmp_path: Path) -> None:
-    from training import heads
+    from training.families.bert import heads
 
     model = heads.load(tiny_model, num_labels=3)
     args = transformers.TrainingArguments(output_dir=str(tmp_path), learning_rate=1e-4,
@@ -257,7 +258,7 @@ def test_embeddings_get_their_own_learning_rate(tiny_model: Path, tmp_path: Path
 def test_only_the_used_embedding_rows_train_and_merge_back(tiny_model: Path) -> None:
     """UsedRows looks up exactly what the embedding did, a step moves only the used rows (the
     padding row never), and merging gives a full-vocabulary embedding with the trained rows."""
-    from training import heads
+    from training.families.bert import heads
 
     model = heads.load(tiny_model, num_labels=3)
     before = model.get_input_embeddings().weight.detach().clone()

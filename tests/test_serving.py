@@ -18,7 +18,8 @@ from manset_serving import BundleError, InputError, check_texts, load
 from manset_serving.bundle import Bundle, sha256
 from manset_serving.features import FeatureConfig
 
-from training import baseline, export
+from training import export
+from training.families import tfidf
 
 SECTIONS = ("spor", "ekonomi", "saglik", "kultur-sanat")
 
@@ -32,9 +33,9 @@ def small_bundle(folder: Path) -> Path:
         picked = [r["title"] for r in rows if r["section"] == section][:100]
         texts += picked
         y += [i] * len(picked)
-    cfg = baseline.TfidfConfig(features=FeatureConfig(char_bits=12, word_bits=10))
-    pipe = baseline.fit(cfg, texts, np.array(y), ["distant"] * len(texts))
-    arrays, beta = baseline.export_arrays(pipe)
+    cfg = tfidf.TfidfConfig(features=FeatureConfig(char_bits=12, word_bits=10))
+    pipe = tfidf.fit(cfg, texts, np.array(y), ["distant"] * len(texts))
+    arrays, beta = tfidf.export_arrays(pipe)
     folder.mkdir(parents=True)
     info = export.BundleInfo("category", "tfidf", list(SECTIONS),
                              {"task": "category", "features": cfg.features.__dict__,

@@ -247,11 +247,11 @@ def train_tfidf(cfg: TfidfConfig, task: TaskOpt = "category", root: RootOpt = Pa
                 description: DescriptionOpt = None) -> None:
     """Train, evaluate, track and export the TF-IDF baseline. Every setting is an option, or a
     key of a --config TOML file."""
-    from training import pipeline
+    from training.families import tfidf
 
     meta = _meta(run_name, tag, description)
     with _stage(f"training tfidf on {task}"):
-        result = pipeline.train_tfidf(_paths(root), task, cfg, meta)
+        result = tfidf.train(_paths(root), task, cfg, meta)
     _summary([result])
 
 
@@ -268,7 +268,7 @@ def train_bert(
     setting is an option, or a key of a --config TOML file."""
     meta = _meta(run_name, tag, description)
     try:
-        from training.bert import train_bert
+        from training.families.bert.train import train_bert
     except ImportError as e:
         raise ProjectError(f"train bert needs the bert extra ({e}): pip install -e '.[bert]'"
                            ) from e
@@ -285,7 +285,7 @@ def train_use(cfg: UseConfig, task: TaskOpt = "category", root: RootOpt = Path("
     """Train the multilingual Universal Sentence Encoder family (its embeddings under a
     logistic regression; numpy only): it holds up better on unseen outlets than TF-IDF. Needs
     the use extra."""
-    from training.use import train_use as train
+    from training.families.use import train_use as train
 
     meta = _meta(run_name, tag, description)
     with _stage(f"training use on {task} (embedding every headline once)"):
@@ -310,7 +310,7 @@ def train_ensemble(
     """Blend a TF-IDF bundle with a BERT or USE bundle of the built dataset: the weight is
     chosen on the validation split, the blend tested against each member on the test rows, then
     tracked, exported (both members inside, checksummed) and registered like any run."""
-    from training.ensemble import train_ensemble as train
+    from training.families.ensemble import train_ensemble as train
 
     meta = _meta(run_name, tag, description)
     with _stage(f"blending tfidf and {with_} on {task}"):
@@ -348,6 +348,7 @@ def run(root: RootOpt = Path(".")) -> None:
     """Everything on the bundled data: import → build → train → evaluate → log → export."""
     from training import pipeline
     from training.dataset import BuildConfig
+    from training.families import tfidf
     from training.tasks import TASKS
 
     paths = _paths(root)
@@ -363,7 +364,7 @@ def run(root: RootOpt = Path(".")) -> None:
         for w in card.warnings():
             err.print(f"[yellow]{task}: {w}")
         with _stage(f"training tfidf on {task}"):
-            results.append(pipeline.train_tfidf(paths, task, TfidfConfig()))
+            results.append(tfidf.train(paths, task, TfidfConfig()))
     _summary(results)
 
 

@@ -7,14 +7,14 @@ from typing import TypeVar
 
 from manset_serving.features import FeatureConfig, check_ranges
 
-from training.e5 import E5_NAME
+from training.families.bert.e5 import E5_NAME
 
 DEFAULT_MODEL = "dbmdz/bert-base-turkish-cased"
 SEEDS = (0, 2**32 - 1)  # what numpy's and torch's generators take
 # The one default seed: of the split, the models, the samplers and the paired bootstrap. Any fixed
 # value: what matters is that two runs on the same data draw the same.
 DEFAULT_SEED = 13
-POOLINGS = ("cls", "mean")  # the classification heads of training/heads.py
+POOLINGS = ("cls", "mean")  # the classification heads of training/families/bert/heads.py
 SOLVERS = ("auto", "liblinear", "sgd")  # of the TF-IDF SVM
 
 

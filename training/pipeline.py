@@ -4,7 +4,6 @@ import dataclasses
 import logging
 import sqlite3
 import tempfile
-import time
 from collections.abc import Callable
 from contextlib import closing
 from dataclasses import asdict, dataclass
@@ -16,7 +15,6 @@ from datasets import DatasetDict
 from manset_serving import BundleError, load
 
 from training import (
-    baseline,
     crosssource,
     dataset,
     evaluation,
@@ -24,7 +22,6 @@ from training import (
     gold,
     headlines,
     ingest,
-    options,
     registry,
     tasks,
     tracking,
@@ -113,34 +110,6 @@ def _connect(paths: Paths) -> sqlite3.Connection:
         return headlines.connect(paths.db)
     except sqlite3.Error as e:
         raise ValueError(f"{paths.db}: cannot open the headline table: {e}") from e
-
-
-def train_tfidf(paths: Paths, task: str, cfg: baseline.TfidfConfig,
-                meta: tracking.RunMeta | None = None) -> TrainResult:
-    dd, card = dataset.load(paths.built(task))
-    tracking.configure(paths.root)
-    return tfidf_run(paths, task, cfg, dd, card, meta).promote()  # once the run is FINISHED
-
-
-def tfidf_run(paths: Paths, task: str, cfg: baseline.TfidfConfig, dd: DatasetDict,
-              card: DataCard, meta: tracking.RunMeta | None = None, nested: bool = False
-              ) -> "Finished":
-    """Fit, evaluate, export and log the baseline in a run of its own (nested: inside the run
-    that is open, such as a sweep's)."""
-    with tracking.run(task, "tfidf", paths.root, cfg.params(), meta, options.differing(cfg),
-                      nested=nested) as run_id:
-        tracking.log_dataset(dd, card.fingerprint, task, str(paths.built(task)))
-        progress.info("%s: fitting tfidf on %d rows", task, len(dd["train"]))
-        start = time.perf_counter()
-        pipe = baseline.fit_rows(cfg, dd["train"])
-        train_seconds = time.perf_counter() - start
-        arrays, beta = baseline.export_arrays(pipe)
-        return finish_run(
-            paths, Trained(task, "tfidf", run_id, dd, card, pipe.predict_proba,
-                           config={"task": task, **asdict(cfg), "beta": beta},
-                           write=lambda folder, info: export.write_arrays(folder, arrays, info),
-                           metrics={"train_seconds": train_seconds},
-                           refit=lambda rows: baseline.fit_rows(cfg, rows, False).predict))
 
 
 @dataclass(frozen=True)

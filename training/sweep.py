@@ -16,10 +16,11 @@ import optuna
 from datasets import DatasetDict
 from sklearn.metrics import f1_score
 
-from training import baseline, options, tracking
+from training import options, tracking
 from training.configs import DEFAULT_SEED, TfidfConfig
 from training.dataset import DataCard
-from training.pipeline import TrainResult, tfidf_run
+from training.families import tfidf
+from training.pipeline import TrainResult
 from training.project import Paths
 
 PARTIAL = 1 / 3  # share of the training rows a trial is first fitted on, for pruning
@@ -55,7 +56,7 @@ def objective(dd: DatasetDict, base: TfidfConfig, seed: int
     partial = np.sort(order[:max(int(len(train) * PARTIAL), 2)])
 
     def score(cfg: TfidfConfig, rows: np.ndarray) -> float:
-        pipe = baseline.fit_rows(cfg, train.select(rows), calibrated=False)  # same labels
+        pipe = tfidf.fit_rows(cfg, train.select(rows), calibrated=False)  # same labels
         return float(f1_score(y_val, pipe.predict(x_val), average="macro"))
 
     def run_trial(trial: optuna.Trial) -> float:
@@ -107,7 +108,7 @@ def sweep_tfidf(paths: Paths, task: str, trials: int, base: TfidfConfig, dd: Dat
                            _plot(study))
         child_meta = tracking.RunMeta(tags={**meta.tags, "manset.sweep": parent,
                                             "manset.trial": str(study.best_trial.number)})
-        finished = tfidf_run(paths, task, best, dd, card, child_meta, nested=True)
+        finished = tfidf.run(paths, task, best, dd, card, child_meta, nested=True)
     return SweepResult(parent, finished.promote(), options.differing(best), complete, pruned)
 
 

@@ -9,7 +9,8 @@ from manset_serving.features import FeatureConfig
 from sklearn.frozen import FrozenEstimator
 from sklearn.linear_model import SGDClassifier
 
-from training import baseline, export
+from training import export
+from training.families import tfidf
 
 SECTIONS = ("spor", "ekonomi", "saglik", "kultur-sanat")
 
@@ -28,13 +29,13 @@ def _rows(skip: int, take: int) -> tuple[list[str], np.ndarray]:
 def test_sgd_never_holds_the_whole_matrix_and_its_bundle_answers_as_it_does(tmp_path,
                                                                               monkeypatch):
     texts, y = _rows(0, 150)
-    monkeypatch.setattr(baseline, "SGD_ABOVE", 100)  # so that "auto" picks sgd here
-    monkeypatch.setattr(baseline, "SGD_CHUNK", 64)
+    monkeypatch.setattr(tfidf, "SGD_ABOVE", 100)  # so that "auto" picks sgd here
+    monkeypatch.setattr(tfidf, "SGD_CHUNK", 64)
     widest = []
-    matrix = baseline.matrix
-    monkeypatch.setattr(baseline, "matrix", lambda t, *a: widest.append(len(t)) or matrix(t, *a))
-    cfg = baseline.TfidfConfig(features=FeatureConfig(char_bits=12, word_bits=10))
-    pipe = baseline.fit(cfg, texts, y, ["distant"] * len(texts))
+    matrix = tfidf.matrix
+    monkeypatch.setattr(tfidf, "matrix", lambda t, *a: widest.append(len(t)) or matrix(t, *a))
+    cfg = tfidf.TfidfConfig(features=FeatureConfig(char_bits=12, word_bits=10))
+    pipe = tfidf.fit(cfg, texts, y, ["distant"] * len(texts))
 
     calibrated = pipe.named_steps["clf"].calibrated_classifiers_[0]
     assert isinstance(calibrated.estimator, FrozenEstimator)
@@ -43,7 +44,7 @@ def test_sgd_never_holds_the_whole_matrix_and_its_bundle_answers_as_it_does(tmp_
     unseen, unseen_y = _rows(150, 100)
     assert (pipe.predict(unseen) == unseen_y).mean() > 0.7  # four classes: chance is 0.25
 
-    arrays, beta = baseline.export_arrays(pipe)
+    arrays, beta = tfidf.export_arrays(pipe)
     (tmp_path / "b").mkdir()
     export.write_arrays(tmp_path / "b", arrays, export.BundleInfo(
         "category", "tfidf", list(SECTIONS), {"task": "category", "features":
@@ -54,7 +55,7 @@ def test_sgd_never_holds_the_whole_matrix_and_its_bundle_answers_as_it_does(tmp_
 
 
 def test_auto_keeps_liblinear_below_the_line():
-    cfg = baseline.TfidfConfig()
-    assert baseline.solver(cfg, baseline.SGD_ABOVE) == "liblinear"
-    assert baseline.solver(cfg, baseline.SGD_ABOVE + 1) == "sgd"
-    assert baseline.solver(baseline.TfidfConfig(solver="sgd"), 10) == "sgd"
+    cfg = tfidf.TfidfConfig()
+    assert tfidf.solver(cfg, tfidf.SGD_ABOVE) == "liblinear"
+    assert tfidf.solver(cfg, tfidf.SGD_ABOVE + 1) == "sgd"
+    assert tfidf.solver(tfidf.TfidfConfig(solver="sgd"), 10) == "sgd"

@@ -245,7 +245,7 @@ def _write_folder(src: Path, dst: Path) -> None:
         max_position_embeddings=f["max_pos"], type_vocab_size=f["type_vocab"],
         layer_norm_eps=float(f"{f['eps']:.6g}"), pad_token_id=pad, bos_token_id=bos,
         eos_token_id=eos, architectures=["BertModel"],
-        classifier_pooling="mean",  # e5 was trained for mean pooling: training/heads.py
+        classifier_pooling="mean",  # e5 was trained for mean pooling: training/families/bert/heads.py
     ).save_pretrained(dst)
     save_file(state_dict(f), str(dst / "model.safetensors"), metadata={"format": "pt"})
     PreTrainedTokenizerFast(

@@ -2,10 +2,13 @@
 over chunks of rows for archives), temperature-scaled probabilities. A scikit-learn Pipeline at
 training time; plain arrays once exported."""
 
+import logging
+import time
 from collections.abc import Callable
+from dataclasses import asdict
 
 import numpy as np
-from datasets import Dataset
+from datasets import Dataset, DatasetDict
 from manset_serving import features
 from manset_serving.features import FeatureConfig
 from scipy import sparse
@@ -17,7 +20,13 @@ from sklearn.pipeline import Pipeline
 from sklearn.svm import LinearSVC
 from sklearn.utils.class_weight import compute_class_weight
 
+from training import dataset, export, options, tracking
 from training.configs import TfidfConfig
+from training.dataset import DataCard
+from training.pipeline import Finished, Trained, TrainResult, finish_run
+from training.project import Paths
+
+progress = logging.getLogger("training.progress")
 
 
 def matrix(texts: list[str], idf: np.ndarray, cfg: FeatureConfig) -> sparse.csr_matrix:
@@ -149,3 +158,31 @@ def export_arrays(pipe: Pipeline) -> tuple[dict[str, np.ndarray], float]:
         "weights": np.ascontiguousarray(svm.coef_.T[buckets], dtype=np.float32),
         "intercept": svm.intercept_.astype(np.float32),
     }, float(scaler.beta_)
+
+
+def train(paths: Paths, task: str, cfg: TfidfConfig, meta: tracking.RunMeta | None = None
+          ) -> TrainResult:
+    """Train, evaluate, track, export and register on the task's built dataset."""
+    dd, card = dataset.load(paths.built(task))
+    tracking.configure(paths.root)
+    return run(paths, task, cfg, dd, card, meta).promote()  # once the run is FINISHED
+
+
+def run(paths: Paths, task: str, cfg: TfidfConfig, dd: DatasetDict, card: DataCard,
+        meta: tracking.RunMeta | None = None, nested: bool = False) -> Finished:
+    """Fit, evaluate, export and log the baseline in a run of its own (nested: inside the run
+    that is open, such as a sweep's)."""
+    with tracking.run(task, "tfidf", paths.root, cfg.params(), meta, options.differing(cfg),
+                      nested=nested) as run_id:
+        tracking.log_dataset(dd, card.fingerprint, task, str(paths.built(task)))
+        progress.info("%s: fitting tfidf on %d rows", task, len(dd["train"]))
+        start = time.perf_counter()
+        pipe = fit_rows(cfg, dd["train"])
+        train_seconds = time.perf_counter() - start
+        arrays, beta = export_arrays(pipe)
+        return finish_run(
+            paths, Trained(task, "tfidf", run_id, dd, card, pipe.predict_proba,
+                           config={"task": task, **asdict(cfg), "beta": beta},
+                           write=lambda folder, info: export.write_arrays(folder, arrays, info),
+                           metrics={"train_seconds": train_seconds},
+                           refit=lambda rows: fit_rows(cfg, rows, False).predict))

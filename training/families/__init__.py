@@ -1,0 +1,1 @@
+"""The model families (tfidf, bert, use, ensemble): one module or folder each."""
