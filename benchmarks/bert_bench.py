@@ -163,10 +163,10 @@ def main() -> None:
                                class_weights=args.class_weights,
                                freeze_embeddings=args.freeze_embeddings, seed=args.seed,
                                pooling=args.pooling,
-                               embedding_lr=args.embedding_lr)
+                               embedding_lr=args.embedding_lr, resume=args.resume)
     print(f"bert {cfg} ...", flush=True)
     start = time.perf_counter()
-    result = bert.train_bert(Paths(root), "category", cfg, resume=args.resume)
+    result = bert.train(Paths(root), "category", cfg)
     assert result is not None
     results["bert"] = {"wall_seconds": time.perf_counter() - start,
                        "run_id": result.run_id, "champion": result.registration.reason,

@@ -251,14 +251,14 @@ def test_ensemble_blends_both_members_with_the_validation_weight(trained: Path, 
     dd, _ = dataset.load(trained / "data" / "build" / "category")
     tfidf, bert_ = load(models / "tfidf"), load(models / "bert")
     val, y_val = list(dd["validation"]["text"]), np.array(dd["validation"]["label"])
-    weight, scores = ensemble.choose_weight(y_val, tfidf.predict_proba(val),
-                                            bert_.predict_proba(val))
+    (first, weight), scores = ensemble.choose_weights(y_val, [tfidf.predict_proba(val),
+                                                             bert_.predict_proba(val)])
     cfg = json.loads((models / "ensemble" / "config.json").read_text())
-    assert cfg["members"] == {"tfidf": round(1 - weight, 2), "bert": weight}
-    assert max(scores.values()) - scores[weight] <= 0.001
+    assert cfg["members"] == {"tfidf": first, "bert": weight} and first + weight == 1
+    assert max(scores.values()) - scores[first, weight] <= 0.001
     test = list(dd["test"]["text"])
     blend = load(models / "ensemble")
-    np.testing.assert_allclose(blend.predict_proba(test), (1 - weight) * tfidf.predict_proba(test)
+    np.testing.assert_allclose(blend.predict_proba(test), first * tfidf.predict_proba(test)
                                + weight * bert_.predict_proba(test), atol=1e-6)
     _predicts_without_the_training_stack(models / "ensemble", test[:10], tmp_path)
 

@@ -80,9 +80,9 @@ class Kill(TrainerCallback):
     def on_save(self, args, state, control, **kw):
         os.kill(os.getpid(), signal.SIGKILL)  # no cleanup, no exception: as the OOM killer does
 
-bert.train_bert(Paths(Path(sys.argv[1])), "category",
-                bert.BertTrainConfig(model=sys.argv[2], max_steps=12, batch_size=16),
-                callbacks=[Kill()])
+bert.train(Paths(Path(sys.argv[1])), "category",
+           bert.BertTrainConfig(model=sys.argv[2], max_steps=12, batch_size=16),
+           callbacks=[Kill()])
 """
 
 
@@ -114,20 +114,20 @@ def test_a_killed_run_resumes_from_its_last_complete_checkpoint(
     partial = ckpt / "checkpoint-9"
     partial.mkdir()
     shutil.copy2(ckpt / "checkpoint-6" / "model.safetensors", partial)
-    changed = bert.BertTrainConfig(model=str(tiny_model), max_steps=12, batch_size=8)
+    changed = bert.BertTrainConfig(model=str(tiny_model), max_steps=12, batch_size=8, resume=True)
     with pytest.raises(ProjectError, match="other settings \\(batch_size\\)"):
-        bert.train_bert(paths, "category", changed, resume=True)
-    cfg = bert.BertTrainConfig(model=str(tiny_model), max_steps=12, batch_size=16)
+        bert.train(paths, "category", changed)
+    cfg = bert.BertTrainConfig(model=str(tiny_model), max_steps=12, batch_size=16, resume=True)
     # checkpoints from before the used-rows embeddings carry no format in their stamp
     stamp_file = ckpt / bert.STAMP_FILE
     kept = stamp_file.read_text()
     stamp_file.write_text(json.dumps({k: v for k, v in json.loads(kept).items()
                                       if k != "format"}))
     with pytest.raises(ProjectError, match="another manset version \\(format 1"):
-        bert.train_bert(paths, "category", cfg, resume=True)
+        bert.train(paths, "category", cfg)
     stamp_file.write_text(kept)
     first = _FirstStep()
-    result = bert.train_bert(paths, "category", cfg, resume=True, callbacks=[first])
+    result = bert.train(paths, "category", cfg, callbacks=[first])
     assert first.first == 6  # continued from the complete checkpoint-6, not from 0 or 9
     client = tracking_client(project)
     assert client.get_run(result.run_id).data.params["resumed_from"] == "checkpoint-6"
@@ -189,18 +189,23 @@ def test_a_model_that_cannot_load_fails_fast_with_one_line(
     assert "--model multilingual-e5-small" in err and "HF_HOME" in err
 
 
-def test_choose_weight_is_the_validation_best_nearest_an_even_blend() -> None:
-    from training.families.ensemble import choose_weight
+def test_choose_weights_is_the_validation_best_nearest_an_even_blend() -> None:
+    from training.families.ensemble import choose_weights
 
     y = np.array([0, 1, 0, 1])
     sure = np.eye(2)[y]  # right on every row, certain
     wrong = np.eye(2)[1 - y]  # wrong on every row, certain
     leaning = 0.6 * sure + 0.4 * wrong  # right, unsure
     # the unsure right member wins only once its weight w gives 0.6w > (1 - w) + 0.4w: w > 5/6
-    assert choose_weight(y, wrong, leaning)[0] == 0.85
-    assert choose_weight(y, leaning, wrong)[0] == 0.15
-    weight, scores = choose_weight(y, sure, sure)  # all weights tie: the even blend
-    assert weight == 0.5 and len(scores) == 21
+    assert choose_weights(y, [wrong, leaning])[0] == (0.15, 0.85)
+    assert choose_weights(y, [leaning, wrong])[0] == (0.85, 0.15)
+    weights, scores = choose_weights(y, [sure, sure])  # all weights tie: the even blend
+    assert weights == (0.5, 0.5) and len(scores) == 21
+    # three members: every point of the grid sums to 1; the two wrong ones need the right one
+    # to outweigh them together
+    weights, scores = choose_weights(y, [wrong, leaning, wrong])
+    assert len(scores) == 231 and all(abs(sum(w) - 1) < 1e-9 for w in scores)
+    assert weights[1] > 5 / 6 - 1e-9 and scores[weights] == 1.0
 
 
 def test_mean_pooling_head_is_chosen_by_config_and_exports(tiny_model: Path,

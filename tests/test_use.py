@@ -76,7 +76,7 @@ def test_a_bundle_for_another_encoder_is_refused(with_use: Path, tmp_path: Path)
 
 
 def test_tfidf_and_use_blend_is_scored_across_sources(with_use: Path) -> None:
-    assert main(["train", "ensemble", "--with", "use", "--root", str(with_use)]) == 0
+    assert main(["train", "ensemble", "--members", "tfidf,use", "--root", str(with_use)]) == 0
     bundle = with_use / "models" / "category" / "ensemble"
     config = json.loads((bundle / "config.json").read_text())
     assert set(config["members"]) == {"tfidf", "use"}

@@ -11,9 +11,9 @@ import sqlite3
 import sys
 import time
 import warnings
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated
@@ -26,7 +26,9 @@ from rich.status import Status
 from rich.table import Table
 from typer._click import exceptions as _typer_click  # typer >= 0.2x raises its vendored click's
 
-from training.configs import DEFAULT_SEED, BertTrainConfig, TfidfConfig, UseConfig
+from training import families
+from training.configs import DEFAULT_SEED, TfidfConfig
+from training.families import Family
 from training.options import with_config
 from training.project import Paths, ProjectError
 
@@ -240,82 +242,31 @@ TagOpt = Annotated[list[str] | None, typer.Option(
 DescriptionOpt = Annotated[str | None, typer.Option(help="The run's description in the UI.")]
 
 
-@train_app.command("tfidf", short_help="Train the TF-IDF baseline.")
-@with_config(TfidfConfig)
-def train_tfidf(cfg: TfidfConfig, task: TaskOpt = "category", root: RootOpt = Path("."),
-                run_name: RunNameOpt = None, tag: TagOpt = None,
-                description: DescriptionOpt = None) -> None:
-    """Train, evaluate, track and export the TF-IDF baseline. Every setting is an option, or a
-    key of a --config TOML file."""
-    from training.families import tfidf
-
-    meta = _meta(run_name, tag, description)
-    with _stage(f"training tfidf on {task}"):
-        result = tfidf.train(_paths(root), task, cfg, meta)
-    _summary([result])
+def _train_commands() -> None:
+    """`manset train <family>` for every family of the registry (training/families) not yet a
+    command: its settings dataclass gives the options, and the record the help."""
+    made = {c.name for c in train_app.registered_commands}
+    for family in families.all_families().values():
+        if family.name not in made:
+            train_app.command(family.name, short_help=family.summary, help=family.doc)(
+                with_config(family.config)(_trainer(family)))
 
 
-@train_app.command("bert", short_help="Fine-tune BERT and export it to ONNX.")
-@with_config(BertTrainConfig)
-def train_bert(
-    cfg: BertTrainConfig, task: TaskOpt = "category", root: RootOpt = Path("."),
-    resume: Annotated[bool, typer.Option(
-        "--resume", help="Continue an interrupted run from its last checkpoint "
-                         "(same options); without it, old checkpoints are cleared.")] = False,
-    run_name: RunNameOpt = None, tag: TagOpt = None, description: DescriptionOpt = None,
-) -> None:
-    """Fine-tune BERT (Trainer): track, export to ONNX, register. Works under torchrun. Every
-    setting is an option, or a key of a --config TOML file."""
-    meta = _meta(run_name, tag, description)
-    try:
-        from training.families.bert.train import train_bert
-    except ImportError as e:
-        raise ProjectError(f"train bert needs the bert extra ({e}): pip install -e '.[bert]'"
-                           ) from e
-    result = train_bert(_paths(root), task, cfg, resume=resume, meta=meta)
-    if result is not None:  # only the main process of a multi-process run reports
-        _summary([result])
-
-
-@train_app.command("use", short_help="Train the Universal Sentence Encoder family.")
-@with_config(UseConfig)
-def train_use(cfg: UseConfig, task: TaskOpt = "category", root: RootOpt = Path("."),
+def _trainer(family: Family) -> Callable[..., None]:
+    def train(cfg: object, task: TaskOpt = "category", root: RootOpt = Path("."),
               run_name: RunNameOpt = None, tag: TagOpt = None,
               description: DescriptionOpt = None) -> None:
-    """Train the multilingual Universal Sentence Encoder family (its embeddings under a
-    logistic regression; numpy only): it holds up better on unseen outlets than TF-IDF. Needs
-    the use extra."""
-    from training.families.use import train_use as train
+        meta = _meta(run_name, tag, description)
+        spinner = nullcontext() if family.own_progress else \
+            _stage(f"training {family.name} on {task}")
+        with spinner:
+            result = family.train(_paths(root), task, cfg, meta)
+        if result is not None:  # only the main process of a multi-process run reports
+            _summary([result])
+    return train
 
-    meta = _meta(run_name, tag, description)
-    with _stage(f"training use on {task} (embedding every headline once)"):
-        result = train(_paths(root), task, cfg, meta)
-    _summary([result])
 
-
-@train_app.command("ensemble", short_help="Blend TF-IDF with a BERT or USE bundle.")
-def train_ensemble(
-    task: TaskOpt = "category", root: RootOpt = Path("."),
-    with_: Annotated[str, typer.Option(
-        "--with", help="The family blended with TF-IDF: bert, or use (the multilingual "
-                       "Universal Sentence Encoder).")] = "bert",
-    tfidf: Annotated[Path | None, typer.Option(
-        help="The TF-IDF member bundle [default: models/<task>/tfidf].",
-        show_default=False)] = None,
-    bundle: Annotated[Path | None, typer.Option(
-        "--bert", "--use", help="The other member's bundle [default: models/<task>/<the "
-                                "--with family>].", show_default=False)] = None,
-    run_name: RunNameOpt = None, tag: TagOpt = None, description: DescriptionOpt = None,
-) -> None:
-    """Blend a TF-IDF bundle with a BERT or USE bundle of the built dataset: the weight is
-    chosen on the validation split, the blend tested against each member on the test rows, then
-    tracked, exported (both members inside, checksummed) and registered like any run."""
-    from training.families.ensemble import train_ensemble as train
-
-    meta = _meta(run_name, tag, description)
-    with _stage(f"blending tfidf and {with_} on {task}"):
-        result = train(_paths(root), task, tfidf, bundle, meta, family=with_)
-    _summary([result])
+_train_commands()
 
 
 @sweep_app.command("tfidf", short_help="Search TF-IDF's settings (Optuna).")
@@ -348,7 +299,6 @@ def run(root: RootOpt = Path(".")) -> None:
     """Everything on the bundled data: import → build → train → evaluate → log → export."""
     from training import pipeline
     from training.dataset import BuildConfig
-    from training.families import tfidf
     from training.tasks import TASKS
 
     paths = _paths(root)
@@ -364,7 +314,7 @@ def run(root: RootOpt = Path(".")) -> None:
         for w in card.warnings():
             err.print(f"[yellow]{task}: {w}")
         with _stage(f"training tfidf on {task}"):
-            results.append(tfidf.train(paths, task, TfidfConfig()))
+            results.append(families.get("tfidf").train(paths, task, TfidfConfig()))
     _summary(results)
 
 
@@ -476,8 +426,8 @@ def predict(
     task: Annotated[str, typer.Option(
         help="category, topic, or all (both, one line per headline).")] = "category",
     model: Annotated[str | None, typer.Option(
-        help="The last run's bundle of a family (tfidf, bert, use, ensemble) instead of the "
-             "champion.")] = None,
+        help=f"The last run's bundle of a family ({', '.join(families.BUILT_IN)}, or one "
+             "another package adds) instead of the champion.")] = None,
     bundle: Annotated[Path | None, typer.Option(
         help="A bundle folder to use instead of the champion (one task).")] = None,
     input: Annotated[Path | None, typer.Option(
@@ -668,6 +618,7 @@ def main(argv: list[str] | None = None) -> int:
     # MLflow logs a traceback for a locked or broken store before raising; the one-line error
     # below says the same.
     logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
+    _train_commands()  # again: a family installed since this module was imported
     try:
         code = typer.main.get_command(app).main(args=argv, prog_name="manset",
                                                 standalone_mode=False)

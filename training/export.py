@@ -12,11 +12,12 @@ from pathlib import Path
 import numpy as np
 from manset_serving.bundle import FORMAT_VERSION, MANIFEST, NAMES_FILE, sha256
 from manset_serving.champion import RECORD, champion_dir
-from manset_serving.models import PACKAGES
+from manset_serving.models import find
 from manset_serving.tfidf import MODEL_FILE
 from safetensors import SafetensorError
 from safetensors.numpy import save_file
 
+from training import families
 from training.evaluation import metric_key
 from training.files import readable, staged_dir, write_text
 
@@ -55,41 +56,9 @@ def requirements(family: str, members: Iterable[str] = ()) -> list[str]:
     manset_serving package travels with the model, its dependencies are these (an ensemble's:
     its members' families'). Lower bounds at the trained versions' minor release, not pins, so a
     Spark or serving image can keep its own pandas and patch releases."""
-    needed = dict.fromkeys(p for f in (list(members) or [family]) for p in PACKAGES[f])
+    kinds = [find(f) for f in (list(members) or [family])]
+    needed = dict.fromkeys(p for k in kinds if k is not None for p in k.packages)
     return [f"{p}>={'.'.join(metadata.version(p).split('.')[:2])}" for p in needed]
-
-
-def _onnx_lines(info: BundleInfo) -> list[str]:
-    """The ONNX variants of a BERT bundle and why the int8 one is there or not."""
-    onnx = info.config.get("onnx")
-    if not onnx:
-        return []
-    q = onnx["int8"]
-    verdict = ("kept as `model.int8.onnx` (`OnnxPredictor.load(folder, int8=True)`)" if q["kept"]
-               else "dropped")
-    return ["## ONNX", "",
-            f"`model.onnx` (fp32, opset {onnx['opset']}) gives the trained model's labels; "
-            f"max length {info.config['max_length']} tokens.",
-            f"Dynamic int8: test macro-F1 {q['test_macro_f1']:.4f} against "
-            f"{q['fp32_test_macro_f1']:.4f} for fp32 (tolerance {q['tolerance']:.3f}): {verdict}.",
-            ""]
-
-
-def _ensemble_lines(info: BundleInfo) -> list[str]:
-    """An ensemble's members, their weights and whether the blend beat them."""
-    members = info.config.get("members")
-    if not members:
-        return []
-    m = {k: v for k, v in info.metrics.items() if k.startswith(("member_", "vs_"))}
-    rows = [f"| `{f}/` | {w:.2f} | {m[f'member_{f}_test_macro_f1']:.4f} | "
-            f"{m[f'vs_{f}_delta_macro_f1']:+.4f} (p={m[f'vs_{f}_p_value']:.3f}) |"
-            for f, w in members.items()]
-    return ["## Members", "",
-            "Bundles in sub-folders (a BERT member without `hf/`, which only transformers "
-            "reads); their probabilities are blended with these weights, chosen on the "
-            "validation split.", "",
-            "| member | weight | its test macro-F1 | blend's gain over it |", "|---|---:|---:|---|",
-            *rows, "", f"The blend {info.config.get('verdict', '')}.", ""]
 
 
 def _catch_all_lines(m: dict[str, float]) -> list[str]:
@@ -130,7 +99,7 @@ def model_card(info: BundleInfo) -> str:
         "from manset_serving import load  # pip install ./serving (docs/serving.md)",
         "model = load('.')",
         "model.predict(['Merkez Bankası faiz kararını açıkladı'])",
-        "```", "", *_ensemble_lines(info), *_onnx_lines(info),
+        "```", "", *families.get(info.model).card_lines(info),
         "Limits: trained on the sources the data card lists (TRT Haber 2020-24, a 2016-19 "
         "headline set, 42bin_haber 2012-13, a few saved pages). On an outlet it never saw, expect "
         "the cross-source figure above, not the test one; Dünya and Gündem come from one source "

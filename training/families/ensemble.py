@@ -1,15 +1,16 @@
-"""The ensemble family: a TF-IDF bundle and a bundle of another family (BERT, or USE) of the
-same dataset, their probabilities blended with the weight that scores best on the validation split
-(never test).
+"""The ensemble family: bundles of two or more other families (TF-IDF and BERT, TF-IDF and USE,
+...) of the same dataset, their probabilities blended with the weights that score best on the
+validation split (never test).
 
-The members are the bundles the families' last runs wrote (models/<task>/tfidf and .../bert or
-.../use) or any other pair given by path. They are copied into the ensemble's bundle with what their
-predictors read (a BERT member without its Hugging Face folder), the ensemble's manifest lists
-every member file (manset_serving/ensemble.py), and they are scored through the same lean
-predictors a service uses. The run reports the paired test of the blend against each member on
-the test rows, so a blend that is no better than its best member says so.
+The members are the bundles the families' last runs wrote (models/<task>/<family>) or any
+others given by path. They are copied into the ensemble's bundle with what their predictors read
+(a BERT member without its Hugging Face folder), the ensemble's manifest lists every member file
+(manset_serving/ensemble.py), and they are scored through the same lean predictors a service
+uses. The run reports the paired test of the blend against each member on the test rows, so a
+blend that is no better than its best member says so.
 """
 
+import itertools
 from collections.abc import Callable
 from pathlib import Path
 
@@ -19,27 +20,31 @@ from manset_serving import Model, load
 from manset_serving.bundle import BundleError
 from sklearn.metrics import f1_score
 
-from training import compare, crosssource, dataset, evaluation, export, tracking
-from training.configs import TfidfConfig, UseConfig, from_saved
-from training.families import tfidf
+from training import compare, crosssource, dataset, evaluation, export, families, tracking
+from training.configs import EnsembleConfig
 from training.pipeline import Trained, TrainResult, finish_run
 from training.project import Paths, ProjectError
 
-FIRST = "tfidf"  # every blend has a TF-IDF member
-SECONDS = ("bert", "use")  # the other member's family; a member's folder in the bundle
-MEMBERS = (FIRST, "bert")  # the default pair
-GRID = np.round(np.linspace(0.0, 1.0, 21), 2)  # the second member's weight, in steps of 0.05
+STEPS = 20  # the weights' grid: multiples of 1/20, summing to 1
 
 
-def choose_weight(y: np.ndarray, tfidf: np.ndarray, second: np.ndarray) -> tuple[float, dict]:
-    """The second member's weight with the best validation macro-F1 on the grid, and each
-    weight's score. Among weights within 0.001 of the best, the one nearest an even blend: the
-    validation split cannot tell such neighbours apart, and the even blend is the safer guess."""
-    scores = {float(w): float(f1_score(y, ((1 - w) * tfidf + w * second).argmax(1),
-                                       average="macro")) for w in GRID}
+def choose_weights(y: np.ndarray, probas: list[np.ndarray]
+                   ) -> tuple[tuple[float, ...], dict[tuple[float, ...], float]]:
+    """The members' weights with the best validation macro-F1 on the grid, and each grid
+    point's score. Among points within 0.001 of the best, the one nearest an even blend: the
+    validation split cannot tell such neighbours apart, and the even blend is the safer guess.
+    Two members: 21 points; three: 231."""
+    n = len(probas)
+    scores = {}
+    for rest in itertools.product(range(STEPS + 1), repeat=n - 1):  # the later members' steps
+        if sum(rest) <= STEPS:
+            w = tuple(round(k / STEPS, 2) for k in (STEPS - sum(rest), *rest))
+            blend = sum(wi * p for wi, p in zip(w, probas, strict=True))
+            scores[w] = float(f1_score(y, blend.argmax(1), average="macro"))  # type: ignore[union-attr]
     best = max(scores.values())
-    weight = min((w for w, s in scores.items() if s >= best - 0.001), key=lambda w: abs(w - 0.5))
-    return weight, scores
+    weights = min((w for w, s in scores.items() if s >= best - 0.001),
+                  key=lambda w: sum(abs(wi - 1 / n) for wi in w))
+    return weights, scores
 
 
 def _member(paths: Paths, task: str, family: str, given: Path | None, fingerprint: str
@@ -61,15 +66,17 @@ def _member(paths: Paths, task: str, family: str, given: Path | None, fingerprin
     return model
 
 
-def train_ensemble(paths: Paths, task: str, tfidf: Path | None = None,
-                   second: Path | None = None, meta: tracking.RunMeta | None = None,
-                   family: str = "bert") -> TrainResult:
-    """Blend the TF-IDF bundle with a bundle of `family` (bert or use); None: the last run's."""
-    if family not in SECONDS:
-        raise ValueError(f"--with {family!r}: one of {', '.join(SECONDS)}")
+def train(paths: Paths, task: str, cfg: EnsembleConfig, meta: tracking.RunMeta | None = None
+          ) -> TrainResult:
+    """Blend the members' bundles (cfg.bundles, or the last runs' of cfg.members)."""
+    names = cfg.member_names()
+    for name in names:
+        families.get(name)  # an unknown family is named before any bundle is read
+    given: list[Path | None] = [Path(b.strip()) for b in cfg.bundles.split(",")] \
+        if cfg.bundles else [None] * len(names)
     dd, card = dataset.load(paths.built(task))
-    models = {f: _member(paths, task, f, given, card.fingerprint)
-              for f, given in zip((FIRST, family), (tfidf, second), strict=True)}
+    models = {f: _member(paths, task, f, g, card.fingerprint)
+              for f, g in zip(names, given, strict=True)}
     labels = dd["train"].features["label"].names
     for model in models.values():
         if model.labels != labels:
@@ -77,21 +84,23 @@ def train_ensemble(paths: Paths, task: str, tfidf: Path | None = None,
                                f"{labels}")
     probas = {f: evaluation.memoised(m.predict_proba) for f, m in models.items()}
     x_val, y_val = list(dd["validation"]["text"]), np.array(dd["validation"]["label"])
-    weight, scores = choose_weight(y_val, probas[FIRST](x_val), probas[family](x_val))
-    weights = {FIRST: round(1 - weight, 2), family: weight}
+    chosen, scores = choose_weights(y_val, [p(x_val) for p in probas.values()])
+    weights = dict(zip(names, chosen, strict=True))
 
     def blend(texts: list[str]) -> np.ndarray:
         return sum(w * probas[f](texts) for f, w in weights.items())  # type: ignore[return-value]
 
-    params = {f"{family}_weight": weight, **{f"member_{f}_run_id": m.bundle.run_id or "none"
-                                             for f, m in models.items()},
+    params = {**{f"{f}_weight": w for f, w in weights.items()},
+              **{f"member_{f}_run_id": m.bundle.run_id or "none" for f, m in models.items()},
               **{f"member_{f}_bundle": str(m.bundle.folder) for f, m in models.items()}}
     tracking.configure(paths.root)
-    with tracking.run(task, "ensemble", paths.root, params, meta, {f"{family}_weight": weight}
-                      ) as run_id:
+    with tracking.run(task, "ensemble", paths.root, params, meta,
+                      {f"{f}_weight": w for f, w in weights.items()}) as run_id:
         tracking.log_dataset(dd, card.fingerprint, task, str(paths.built(task)))
-        for w, s in scores.items():
-            tracking.log_curve(f"validation_macro_f1_by_{family}_weight", s, round(w * 100))
+        if len(names) == 2:  # one free weight: a curve over it
+            for w, s in scores.items():
+                tracking.log_curve(f"validation_macro_f1_by_{names[1]}_weight", s,
+                                   round(w[1] * 100))
         x_test, y_test = list(dd["test"]["text"]), np.array(dd["test"]["label"])
         pred = blend(x_test).argmax(1)
         paired = {f: compare.paired_bootstrap(y_test, pred, proba(x_test).argmax(1))
@@ -104,7 +113,8 @@ def train_ensemble(paths: Paths, task: str, tfidf: Path | None = None,
         said = verdict(paired)
         tracking.set_tag("manset.ensemble_verdict", said)
         config = {"task": task, "members": weights, "verdict": said,
-                  f"validation_macro_f1_by_{family}_weight": scores,
+                  "validation_macro_f1_by_weights": {",".join(map(str, w)): s
+                                                     for w, s in scores.items()},
                   "member_run_ids": {f: m.bundle.run_id for f, m in models.items()}}
         finished = finish_run(paths, Trained(
             task, "ensemble", run_id, dd, card, blend, config,
@@ -117,23 +127,20 @@ def train_ensemble(paths: Paths, task: str, tfidf: Path | None = None,
 
 def _refit(models: dict[str, Model], weights: dict[str, float]) -> crosssource.Refit | None:
     """The blend trained afresh on other rows (leave-one-source-out), with the members' settings
-    and the chosen weight: for members that refit in minutes on a CPU (TF-IDF and USE). A BERT
-    member would need a fine-tune per source: None."""
-    if set(models) != {FIRST, "use"}:
-        return None
-    from training.families import use
+    and the chosen weights, when every member's family can refit in a run (its module's
+    member_refit: TF-IDF and USE in minutes on a CPU; a BERT member would need a fine-tune per
+    source, so None)."""
+    fits = {}
+    for f, m in models.items():
+        refit = getattr(families.get(f).load(), "member_refit", None)
+        if refit is None:
+            return None
+        fits[f] = refit(m.bundle.config())
 
-    tfidf_cfg = from_saved(TfidfConfig, models[FIRST].bundle.config())
-    use_cfg = from_saved(UseConfig, models["use"].bundle.config())
-    vectors = use.Vectors()
-
-    def refit(rows: Dataset) -> Callable[[list[str]], np.ndarray]:
-        first = tfidf.proba_fn(tfidf.fit_rows(tfidf_cfg, rows),
-                                  rows.features["label"].num_classes)
-        second = use.proba_of(use.fit(use_cfg, rows, vectors), vectors)
-        return lambda texts: (weights[FIRST] * first(texts) +
-                              weights["use"] * second(texts)).argmax(1)
-    return refit
+    def fold(rows: Dataset) -> Callable[[list[str]], np.ndarray]:
+        probas = {f: fit(rows) for f, fit in fits.items()}
+        return lambda texts: sum(w * probas[f](texts) for f, w in weights.items()).argmax(1)
+    return fold
 
 
 def _writer(folders: dict[str, Path]) -> Callable[[Path, export.BundleInfo], None]:
@@ -149,6 +156,23 @@ def verdict(paired: dict[str, compare.Paired]) -> str:
     """Whether the blend beat each member beyond chance (paired bootstrap on the test rows)."""
     lost = [f for f, p in paired.items() if not p.significant]
     if not lost:
-        return "beats both members beyond chance (paired bootstrap on the test rows)"
+        return "beats every member beyond chance (paired bootstrap on the test rows)"
     return f"does not beat {' and '.join(lost)} beyond chance: " + "; ".join(
         f"{f} {paired[f].delta:+.4f}, p={paired[f].p_value:.3f}" for f in lost)
+
+
+def card_lines(info: export.BundleInfo) -> list[str]:
+    """An ensemble's members, their weights and whether the blend beat them."""
+    members = info.config.get("members")
+    if not members:
+        return []
+    m = {k: v for k, v in info.metrics.items() if k.startswith(("member_", "vs_"))}
+    rows = [f"| `{f}/` | {w:.2f} | {m[f'member_{f}_test_macro_f1']:.4f} | "
+            f"{m[f'vs_{f}_delta_macro_f1']:+.4f} (p={m[f'vs_{f}_p_value']:.3f}) |"
+            for f, w in members.items()]
+    return ["## Members", "",
+            "Bundles in sub-folders (a BERT member without `hf/`, which only transformers "
+            "reads); their probabilities are blended with these weights, chosen on the "
+            "validation split.", "",
+            "| member | weight | its test macro-F1 | blend's gain over it |", "|---|---:|---:|---|",
+            *rows, "", f"The blend {info.config.get('verdict', '')}.", ""]

@@ -21,7 +21,7 @@ from sklearn.svm import LinearSVC
 from sklearn.utils.class_weight import compute_class_weight
 
 from training import dataset, export, options, tracking
-from training.configs import TfidfConfig
+from training.configs import TfidfConfig, from_saved
 from training.dataset import DataCard
 from training.pipeline import Finished, Trained, TrainResult, finish_run
 from training.project import Paths
@@ -139,6 +139,13 @@ def proba_fn(pipe: Pipeline, labels: int) -> Callable[[list[str]], np.ndarray]:
         out[:, pipe.classes_] = pipe.predict_proba(texts)
         return out
     return proba
+
+
+def member_refit(config: dict) -> Callable[[Dataset], Callable[[list[str]], np.ndarray]]:
+    """A TF-IDF member of an ensemble fitted afresh on a cross-source fold's rows, with its
+    bundle's settings: a function of the rows to the fold's probabilities."""
+    cfg = from_saved(TfidfConfig, config)
+    return lambda rows: proba_fn(fit_rows(cfg, rows), rows.features["label"].num_classes)
 
 
 def export_arrays(pipe: Pipeline) -> tuple[dict[str, np.ndarray], float]:

@@ -15,7 +15,7 @@ from manset_serving import use as encoder
 from sklearn.linear_model import LogisticRegression
 
 from training import crosssource, dataset, evaluation, export, options, tracking
-from training.configs import UseConfig
+from training.configs import UseConfig, from_saved
 from training.pipeline import Trained, TrainResult, finish_run
 from training.project import Paths, ProjectError
 
@@ -74,8 +74,15 @@ def refit(cfg: UseConfig, vectors: Vectors) -> crosssource.Refit:
     return fold
 
 
-def train_use(paths: Paths, task: str, cfg: UseConfig, meta: tracking.RunMeta | None = None
-              ) -> TrainResult:
+def member_refit(config: dict) -> Callable[[Dataset], evaluation.ProbaFn]:
+    """A USE member of an ensemble fitted afresh on a cross-source fold's rows, with its
+    bundle's settings (every headline embedded once for all folds)."""
+    cfg, vectors = from_saved(UseConfig, config), Vectors()
+    return lambda rows: proba_of(fit(cfg, rows, vectors), vectors)
+
+
+def train(paths: Paths, task: str, cfg: UseConfig, meta: tracking.RunMeta | None = None
+          ) -> TrainResult:
     dd, card = dataset.load(paths.built(task))
     try:
         info = encoder.encoder_info()

