@@ -158,8 +158,9 @@ def main() -> None:
 
     # finish_run times 100,000 headlines, 11+ minutes for e5-small on 2 cores; measured below
     evaluation.speed = functools.partial(evaluation.speed, batch=2000, singles=50)
-    cfg = bert.BertTrainConfig(model=args.model, epochs=args.epochs, batch_size=args.batch_size,
-                               learning_rate=args.learning_rate, train_rows=args.train_rows,
+    cfg = bert.BertTrainConfig(base_model=args.model, epochs=args.epochs,
+                               batch_size=args.batch_size, learning_rate=args.learning_rate,
+                               train_rows=args.train_rows,
                                class_weights=args.class_weights,
                                freeze_embeddings=args.freeze_embeddings, seed=args.seed,
                                pooling=args.pooling,

@@ -46,7 +46,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory, mlflow_template: Path,
         mp.delenv("MLFLOW_TRACKING_URI", raising=False)
         quick_speed(mp)
         build(root)
-        assert main(["train", "bert", "--root", str(root), "--model", str(tiny_model), *STEPS,
+        assert main(["train", "bert", "--root", str(root), "--base-model", str(tiny_model), *STEPS,
                      "--learning-rate", "1e-3"]) == 0
     return root
 
@@ -205,7 +205,7 @@ def test_torchrun_two_cpu_processes(trained: Path, tiny_model: Path, tmp_path: P
     env.pop("MLFLOW_TRACKING_URI", None)
     out = subprocess.run(
         [str(torchrun), "--nproc_per_node", "2", "--no-python", sys.executable, "-c", entry,
-         "train", "bert", "--root", str(root), "--model", str(tiny_model), *STEPS],
+         "train", "bert", "--root", str(root), "--base-model", str(tiny_model), *STEPS],
         env=env, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-8000:]
     client = tracking_client(root)

@@ -47,7 +47,8 @@ def test_a_bert_run_that_takes_the_alias_is_served(project: Path, tiny_model: Pa
     quick_speed(monkeypatch)
     build(project)
     root = ["--root", str(project)]
-    bert = ["train", "bert", *root, "--model", str(tiny_model), *STEPS, "--learning-rate", "1e-3"]
+    bert = ["train", "bert", *root, "--base-model", str(tiny_model), *STEPS,
+            "--learning-rate", "1e-3"]
     assert main(["train", "tfidf", *root]) == 0
     client = tracking_client(project)
     spoil_logged_predictions(client, "1")
@@ -81,7 +82,7 @@ class Kill(TrainerCallback):
         os.kill(os.getpid(), signal.SIGKILL)  # no cleanup, no exception: as the OOM killer does
 
 bert.train(Paths(Path(sys.argv[1])), "category",
-           bert.BertTrainConfig(model=sys.argv[2], max_steps=12, batch_size=16),
+           bert.BertTrainConfig(base_model=sys.argv[2], max_steps=12, batch_size=16),
            callbacks=[Kill()])
 """
 
@@ -100,7 +101,7 @@ def test_a_killed_run_resumes_from_its_last_complete_checkpoint(
     quick_speed(monkeypatch)
     build(project)
     paths = Paths(project)
-    assert main(["train", "bert", "--root", str(project), "--model", str(tiny_model),
+    assert main(["train", "bert", "--root", str(project), "--base-model", str(tiny_model),
                  "--resume"]) == 1
     assert "no checkpoint to resume from" in capsys.readouterr().err
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
@@ -114,10 +115,11 @@ def test_a_killed_run_resumes_from_its_last_complete_checkpoint(
     partial = ckpt / "checkpoint-9"
     partial.mkdir()
     shutil.copy2(ckpt / "checkpoint-6" / "model.safetensors", partial)
-    changed = bert.BertTrainConfig(model=str(tiny_model), max_steps=12, batch_size=8, resume=True)
+    changed = bert.BertTrainConfig(base_model=str(tiny_model), max_steps=12, batch_size=8,
+                                   resume=True)
     with pytest.raises(ProjectError, match="other settings \\(batch_size\\)"):
         bert.train(paths, "category", changed)
-    cfg = bert.BertTrainConfig(model=str(tiny_model), max_steps=12, batch_size=16, resume=True)
+    cfg = bert.BertTrainConfig(base_model=str(tiny_model), max_steps=12, batch_size=16, resume=True)
     # checkpoints from before the used-rows embeddings carry no format in their stamp
     stamp_file = ckpt / bert.STAMP_FILE
     kept = stamp_file.read_text()
@@ -181,12 +183,12 @@ def test_a_model_that_cannot_load_fails_fast_with_one_line(
     for k, v in env.items():
         monkeypatch.setenv(k, v)
     start = time.monotonic()
-    assert main(["train", "bert", "--root", str(project), "--model", model]) == 1
+    assert main(["train", "bert", "--root", str(project), "--base-model", model]) == 1
     assert time.monotonic() - start < 30  # one request with a timeout, no retry loop
     err = capsys.readouterr().err
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1
     assert f"cannot load model {model!r}" in err and message in err
-    assert "--model multilingual-e5-small" in err and "HF_HOME" in err
+    assert "--base-model multilingual-e5-small" in err and "HF_HOME" in err
 
 
 def test_choose_weights_is_the_validation_best_nearest_an_even_blend() -> None:

@@ -190,8 +190,8 @@ def test_e5_fine_tunes_through_the_whole_path(project: Path, folder: Path, cache
     monkeypatch.setenv("MANSET_CACHE", str(cache_root))  # the name finds the module's folder
     quick_speed(monkeypatch)
     build(project)
-    cfg = bert.BertTrainConfig(model=e5.E5_NAME, max_steps=30, batch_size=16, learning_rate=1e-4,
-                               freeze_embeddings=True)
+    cfg = bert.BertTrainConfig(base_model=e5.E5_NAME, max_steps=30, batch_size=16,
+                               learning_rate=1e-4, freeze_embeddings=True)
     result = bert.train(Paths(project), "category", cfg)
     history = tracking_client(project).get_metric_history(result.run_id, "validation_loss")
     losses = [x.value for x in sorted(history, key=lambda x: x.step)]

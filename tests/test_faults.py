@@ -234,7 +234,7 @@ def test_a_bert_run_without_disk_room_stops_before_training(
     champion = verify(trained / "models" / "category" / "champion")
     runs = len(_runs(trained))
     with small_fs(trained / "checkpoints") as small:
-        assert main(["train", "bert", "--root", str(trained), "--model", str(tiny_model),
+        assert main(["train", "bert", "--root", str(trained), "--base-model", str(tiny_model),
                      *STEPS]) == 1
     err = capsys.readouterr().err  # transformers' load report, then manset's one line
     assert "Traceback" not in err
@@ -252,7 +252,7 @@ def test_a_bert_run_without_room_for_its_logged_bundle_stops_before_training(
     champion = verify(trained / "models" / "category" / "champion")
     runs = len(_runs(trained))
     with small_fs(trained / "mlruns" / "artifacts") as small:
-        assert main(["train", "bert", "--root", str(trained), "--model", str(tiny_model),
+        assert main(["train", "bert", "--root", str(trained), "--base-model", str(tiny_model),
                      *STEPS]) == 1
     err = capsys.readouterr().err
     assert err.strip().splitlines()[-1].startswith(

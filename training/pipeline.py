@@ -37,7 +37,7 @@ progress = logging.getLogger("training.progress")
 @dataclass
 class TrainResult:
     task: str
-    model: str
+    family: str
     run_id: str
     metrics: dict[str, float]
     bundle: Path
@@ -117,7 +117,7 @@ class Trained:
     """A model fitted inside an open MLflow run, with what finish_run needs to ship it."""
 
     task: str
-    model: str  # the family: "tfidf", "bert" or "ensemble"
+    family: str  # "tfidf", "bert", "use", "ensemble", or one another package adds
     run_id: str
     dd: DatasetDict
     card: DataCard
@@ -146,11 +146,11 @@ class Finished:
         models/<task>/champion/. Called after the MLflow run has ended, so the alias never
         points at a run that is still RUNNING."""
         t, paths = self.t, self.paths
-        progress.info("%s: judging %s against the champion", t.task, t.model)
+        progress.info("%s: judging %s against the champion", t.task, t.family)
         registration = registry.promote(self.challenger)
         note = ""
         if registration.champion_moved:
-            export.install_champion(paths.models, t.task, paths.bundle(t.task, t.model),
+            export.install_champion(paths.models, t.task, paths.bundle(t.task, t.family),
                                     registration.version, t.run_id)
         elif not paths.champion(t.task).is_dir():  # a champion registered before champion/
             try:
@@ -158,8 +158,8 @@ class Finished:
             except (ValueError, OSError, tracking.TrackingError) as e:
                 note = (f"models/{t.task}/champion/ is missing and the registered champion "
                         f"could not be copied there: {e}")
-        return TrainResult(t.task, t.model, t.run_id, self.metrics,
-                           paths.bundle(t.task, t.model), registration, note)
+        return TrainResult(t.task, t.family, t.run_id, self.metrics,
+                           paths.bundle(t.task, t.family), registration, note)
 
 
 def finish_run(paths: Paths, t: Trained) -> Finished:
@@ -167,7 +167,7 @@ def finish_run(paths: Paths, t: Trained) -> Finished:
     in-memory model, time it and log it all. Runs inside the model's MLflow run; promotion
     follows once the run has ended (Finished.promote)."""
     labels = t.dd["train"].features["label"].names
-    progress.info("%s: evaluating %s", t.task, t.model)
+    progress.info("%s: evaluating %s", t.task, t.family)
     x_test, y_test = list(t.dd["test"]["text"]), np.array(t.dd["test"]["label"])
     y_val = np.array(t.dd["validation"]["label"])
     val = evaluation.evaluate(t.proba, list(t.dd["validation"]["text"]), y_val, labels,
@@ -184,11 +184,11 @@ def finish_run(paths: Paths, t: Trained) -> Finished:
         loso, folds = crosssource.leave_one_source_out(t.refit, t.dd, labels)
         metrics |= loso
         cards["CROSS_SOURCE.md"] = crosssource.markdown(folds, loso, labels)
-    progress.info("%s: exporting %s and timing the export", t.task, t.model)
-    with staged_dir(paths.bundle(t.task, t.model)) as folder:
+    progress.info("%s: exporting %s and timing the export", t.task, t.family)
+    with staged_dir(paths.bundle(t.task, t.family)) as folder:
         names = label_names(paths, t.task)
         config = {**t.config, "abstain": asdict(abstain)}  # used when a service asks for it
-        info = export.BundleInfo(t.task, t.model, labels, config, metrics, t.run_id,
+        info = export.BundleInfo(t.task, t.family, labels, config, metrics, t.run_id,
                                  t.card.fingerprint, t.card.markdown(),
                                  {lb: names[lb] for lb in labels if lb in names})
         t.write(folder, info)
@@ -211,10 +211,10 @@ def finish_run(paths: Paths, t: Trained) -> Finished:
              "predicted": [labels[i] for i in ev.pred], "ids": list(t.dd["test"]["id"]),
              # a later run re-scores this model only on rows it never trained on
              "trained_on": sorted(t.dd["train"]["id"])}, t.step)
-        progress.info("%s: logging %s to MLflow", t.task, t.model)
+        progress.info("%s: logging %s to MLflow", t.task, t.family)
         example = x_test[:3]
         tracking.log_model(folder, t.task, example, pd.DataFrame(predictor.predict(example)),
-                           export.requirements(t.model, t.config.get("members", {})))
+                           export.requirements(t.family, t.config.get("members", {})))
     return Finished(paths, t, metrics, registry.Challenger(
         t.task, t.run_id, t.card.fingerprint, metrics["test_macro_f1"], y_test, ev.pred, labels,
         ids=list(t.dd["test"]["id"]),

