@@ -33,11 +33,12 @@ from manset_serving.features import FeatureConfig
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import f1_score
 
-from training import compare, crosssource, dataset, headlines, ingest
+from training import compare, crosssource, dataset, headlines
 from training.configs import TfidfConfig
 from training.dataset import BuildConfig
 from training.families import tfidf
 from training.headlines import Aliases
+from training.ingest import sites
 from training.project import Paths
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -64,7 +65,8 @@ Predictor = Callable[[list[str]], np.ndarray]
 
 def variant_aliases(extra: list[tuple[str, str, str]]) -> Aliases:
     paths = Paths(ROOT)
-    return ingest.site_aliases(paths.aliases(), ingest.load_profiles()).extended(extra, "variant")
+    return sites.site_aliases(paths.aliases(), sites.project_profiles(paths.data)).extended(
+        extra, "variant")
 
 
 def build(extra: list[tuple[str, str, str]]) -> DatasetDict:

@@ -25,7 +25,7 @@ sys.path.insert(0, str(ROOT))
 
 from training.headlines import Aliases, connect  # noqa: E402
 from training.ingest import ingest, iter_files, parse_file  # noqa: E402
-from training.stamps import parse_meta  # noqa: E402
+from training.ingest.stamps import parse_meta  # noqa: E402
 
 SEED = ROOT / "data" / "pages" / "eshaber_lavrov_2025-11-09.txt"
 HTML = [ROOT / "data" / "pages" / "hurriyet_tokat_2016.html",

@@ -19,18 +19,12 @@ import training.ingest as ingest_mod
 from training import headlines
 from training.cli import main
 from training.headlines import Aliases, connect
-from training.ingest import (
-    FileReport,
-    decode_page,
-    ingest,
-    iter_files,
-    parse_file,
-    parse_lines,
-    preview,
-    site_aliases,
-)
-from training.ingest_html import decode, load_profiles, parse_html
-from training.stamps import parse_meta, parse_stamp
+from training.ingest import FileReport, ingest, iter_files, parse_file, preview
+from training.ingest.decode import decode, decode_page
+from training.ingest.html import parse_html
+from training.ingest.sites import load_profiles, site_aliases
+from training.ingest.stamps import parse_meta, parse_stamp
+from training.ingest.text_dump import parse_lines
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGES = ROOT / "data" / "pages"
@@ -835,3 +829,18 @@ def _utf8_or_empty(data: bytes) -> str:
         return ""
 
 
+
+
+def test_a_project_reads_its_own_site_profiles(project: Path) -> None:
+    """--root's data/sites/ holds the profiles its pages are read with (source name, the site's
+    own section names); the shipped ones know nothing of this site."""
+    (project / "data" / "sites").mkdir()
+    (project / "data" / "sites" / "ornek.toml").write_text(
+        'source = "ornek.com.tr"\nfile_prefixes = ["ornek"]\n[sections]\n"Saha" = "Spor"\n',
+        encoding="utf-8")
+    page = project / "ornek_2025-11-09.txt"
+    page.write_text("Öne Çıkanlar\nGalatasaray deplasmanda farklı kazandı\n"
+                    "2025-11-09 18:17 - Saha\n", encoding="utf-8")
+    assert main(["ingest", "--root", str(project), str(page)]) == 0
+    (row,) = headlines.all_rows(headlines.connect(project / "data" / "headlines.sqlite"))
+    assert (row["source"], row["category"]) == ("ornek.com.tr", "Spor")

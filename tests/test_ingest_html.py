@@ -1,4 +1,4 @@
-"""training.ingest_html: the generic HTML reader on the list shapes news sites use, and pages
+"""training.ingest.html: the generic HTML reader on the list shapes news sites use, and pages
 nested too deep to parse: every item read once and in order, a page too deep refused in linear
 time with one line, and the bundled pages read exactly as before."""
 
@@ -15,7 +15,9 @@ from training import headlines
 from training.cli import main
 from training.headlines import Aliases, connect
 from training.ingest import ingest, preview
-from training.ingest_html import MAX_DEPTH, decode, load_profiles, parse_html
+from training.ingest.decode import decode
+from training.ingest.html import MAX_DEPTH, parse_html
+from training.ingest.sites import load_profiles
 
 ROOT = Path(__file__).resolve().parent.parent
 BAD = Path(__file__).resolve().parent / "fixtures" / "pages_bad"

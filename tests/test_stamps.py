@@ -1,4 +1,4 @@
-"""training.stamps: every stamp the grammar's pieces can make either resolves to an ISO time or is
+"""training.ingest.stamps: every stamp the grammar's pieces can make either resolves to an ISO time or is
 a BadStamp with its reason, and on a page a stamp costs at most its own row."""
 
 import re
@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from training.headlines import Aliases
 from training.ingest import preview
-from training.stamps import BadStamp, Stamp, base_time, parse_meta, parse_stamp, resolve
+from training.ingest.stamps import BadStamp, Stamp, base_time, parse_meta, parse_stamp, resolve
 
 ROOT = Path(__file__).resolve().parent.parent
 AGE_ERROR = "an age past datetime's range (999999999 days)"

@@ -129,8 +129,10 @@ def _import_all(paths: Paths, verbose: bool) -> None:
     pages = paths.data / "pages"
     if pages.is_dir():
         from training import ingest as ing
+        from training.ingest.sites import project_profiles
 
-        for r in ing.ingest(headlines_db(paths), [pages], paths.aliases()):
+        for r in ing.ingest(headlines_db(paths), [pages], paths.aliases(),
+                            profiles=project_profiles(paths.data)):
             if r.error:
                 err.print(f"[yellow]page skipped: {r.error}")
     for task, n in pipeline.import_gold(paths).items():
@@ -150,15 +152,17 @@ def ingest(
 ) -> int:
     """Add the sidebar headlines of saved news pages to the headline table."""
     from training import ingest as ing
+    from training.ingest.sites import project_profiles
 
     p = _paths(root)
     if dry_run:
         failed = 0
-        for row in ing.preview(paths, p.aliases(), page_time):
+        for row in ing.preview(paths, p.aliases(), page_time, project_profiles(p.data)):
             failed += "error" in row
             sys.stdout.write(json.dumps(row, ensure_ascii=False) + "\n")
         return 1 if failed else 0
-    return _ingest_report(ing.ingest(headlines_db(p), paths, p.aliases(), page_time))
+    return _ingest_report(ing.ingest(headlines_db(p), paths, p.aliases(), page_time,
+                                     project_profiles(p.data)))
 
 
 def headlines_db(p: Paths) -> sqlite3.Connection:

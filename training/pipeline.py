@@ -21,13 +21,13 @@ from training import (
     export,
     gold,
     headlines,
-    ingest,
     registry,
     tasks,
     tracking,
 )
 from training.dataset import BuildConfig, DataCard
 from training.files import staged_dir, temp_prefix
+from training.ingest import sites
 from training.project import Paths
 
 # stage names, for the CLI's spinner or plain lines (training.cli.Progress)
@@ -83,7 +83,7 @@ def build(paths: Paths, cfg: BuildConfig, save: bool = True, engine: str = "loca
         if task.needs_gold and not labels:
             raise ValueError(f"task {task.name!r} has no gold labels yet: annotate some "
                              f"(manset annotate --task {task.name}) and run `manset import`")
-        aliases = ingest.site_aliases(paths.aliases(), ingest.load_profiles())
+        aliases = sites.site_aliases(paths.aliases(), sites.project_profiles(paths.data))
         mapping = tasks.read_mapping(paths.data / task.mapping, aliases.categories,
                                      set(label_names(paths, task.name))) if task.mapping else None
         if engine == "local":

@@ -1,9 +1,10 @@
 """Ingestion: saved news pages (text dumps or HTML) in, sidebar headlines with provenance out.
 
-A text page is lines: a block title ("İlgili Haberler"), then headline / meta-line pairs, where a
-meta line is a stamp and a section ("18:17 - Dünya", "Dünya - 2 saat önce"). HTML pages carry the
-same in markup (training.ingest_html). Relative and time-only stamps are resolved against one page
-time, chosen deterministically so that ingesting a page twice gives identical rows.
+This module reads files and stores rows; beside it, one job each: `decode` (bytes to text),
+`text_dump` (text pages: headline / meta-line pairs), `html` (sidebars in markup), `sites` (site
+profiles, a project's data/sites/*.toml), `stamps` (time stamps and meta lines). Relative and
+time-only stamps are resolved against one page time, chosen deterministically so that ingesting
+a page twice gives identical rows.
 
 A page costs only itself: whatever goes wrong while reading one becomes its report's error and the
 next page goes on. A row costs only itself: a time stamp that names no time skips its row.
@@ -13,35 +14,22 @@ import logging
 import os
 import re
 import sqlite3
-import unicodedata
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-import ftfy
-from ftfy.badness import is_bad
-
 from training.headlines import Aliases, Headline, add
-from training.ingest_html import PageItem, Profile, decode, load_profiles, match_profile, parse_html
-from training.stamps import BadStamp, base_time, parse_meta, parse_stamp, resolve
+from training.ingest.decode import decode_page
+from training.ingest.html import parse_html
+from training.ingest.page import PageItem
+from training.ingest.sites import Profile, load_profiles, match_profile, site_aliases
+from training.ingest.stamps import BadStamp, base_time, parse_meta, parse_stamp, resolve
+from training.ingest.text_dump import parse_lines
 from training.text import dedup_key, headline_id, label_key, nfc
 
 MAX_PAGE_BYTES = 20 * 2**20  # the largest real page we know is ~2 MB; 20 MB is a dump, not a page
 SUFFIXES = {".txt", ".html", ".htm"}
-_LEAD_WITHIN = 4  # the lead story's meta line follows its title and at most a few lead paragraphs
-_MAX_HEADLINE = 160  # longer lines are paragraphs (the seed's lead summary is 196 characters)
-_BLOCK_TITLES = {"haftanin one cikanlari", "ilgili haberler", "gunun mansetleri", "son dakika",
-                 "cok okunanlar", "en cok okunanlar", "diger haberler", "son haberler",
-                 "one cikanlar", "editorun secimi", "benzer haberler", "mansetler"}
-_CONNECTIVES = {"ve", "ile", "da", "de", "ki", "en", "için", "bu"}
-# What a repair may introduce: Latin-1 and Latin Extended-A letters (Turkish and the European
-# names in the news), combining accents, punctuation, € and ™. A "fix" that yields another script
-# (ftfy reads "Ş\x9e" as Thaana) or a rare Latin letter ("Ç’" in cp1254 is UTF-8 "ǒ") is a
-# misreading, not a repair.
-_LATIN = re.compile(r"[\x00-\x7f\xa0-\u017f\u0300-\u036f\u2000-\u206f\u20ac\u2122]*")
-# A cp1254 line as Turkish text has it, for lines that are valid UTF-8 by chance.
-_TURKISH = re.compile(r"[\x00-\x7fçğıöşüÇĞİÖŞÜâîûÂÎÛ’‘“”…–—«»\xa0·€]*")
 log = logging.getLogger(__name__)
 
 
@@ -67,60 +55,21 @@ class _Page:
     repaired_lines: int
 
 
-def _headline_like(s: str) -> bool:
-    return len(s) <= _MAX_HEADLINE and any(c.isalpha() for c in s)
+Profiles = tuple[Profile, ...]
 
 
-def _title_like(s: str) -> bool:
-    """A block title: a known one, or a few capitalised words without punctuation or digits."""
-    if label_key(s).replace("-", " ") in _BLOCK_TITLES:
-        return True
-    words = s.split()
-    return (0 < len(words) <= 5 and len(s) <= 50 and not any(c.isdigit() for c in s)
-            and s[-1] not in ".!?:,;…\"'”’"
-            and all(w[0].isupper() or w in _CONNECTIVES for w in words))
+def parse_file(path: Path, page_time: datetime | None = None, profiles: Profiles | None = None
+               ) -> list[Headline]:
+    """The headlines of one page; ValueError/OSError name the file. profiles: a project's site
+    profiles (sites.load_profiles(folder)); None, the bundled ones."""
+    return _parse(path, page_time, profiles).rows
 
 
-def parse_lines(text: str) -> tuple[list[PageItem], int]:
-    """Items of a text page and the number of meta lines that had no headline to go with."""
-    lines = [s for raw in text.splitlines() if (s := nfc(raw))]
-    metas = [parse_meta(s) for s in lines]
-    used: set[int] = set()
-    items: list[PageItem] = []
-    orphans, block = 0, None
-    for i, meta in enumerate(metas):
-        if meta is None:
-            continue
-        prev = i - 1 if i and metas[i - 1] is None and i - 1 not in used else None
-        after_lead = prev is not None and (prev == 0 or not _headline_like(lines[prev]))
-        where: str | None
-        if not items and block is None and 0 < i <= _LEAD_WITHIN and not metas[0] and after_lead:
-            # The page's own story: title first, then lead paragraphs, then its meta line.
-            head, where = 0, "lead"
-        elif prev is not None and _headline_like(lines[prev]):
-            head, title = prev, prev - 1
-            if title >= 0 and not metas[title] and title not in used and _title_like(lines[title]):
-                block = lines[title]
-                used.add(title)
-            where = block
-        else:
-            orphans += 1
-            continue
-        used.add(head)
-        items.append(PageItem(lines[head], meta.section, meta.stamp, where))
-    return items, orphans
-
-
-def parse_file(path: Path, page_time: datetime | None = None) -> list[Headline]:
-    """The headlines of one page; ValueError/OSError name the file."""
-    return _parse(path, page_time).rows
-
-
-def _parse(path: Path, page_time: datetime | None) -> _Page:
+def _parse(path: Path, page_time: datetime | None, profiles: Profiles | None) -> _Page:
     """Rows, and the items that looked like headlines but were dropped (no section, no headline,
     a time stamp that names no time), with the reasons for the last kind."""
     text, repaired = decode_page(_read(path), path)
-    profiles = load_profiles()
+    profiles = load_profiles() if profiles is None else profiles
     if path.suffix.lower() in {".html", ".htm"} or text.lstrip()[:15].lower().startswith(
             ("<!doctype html", "<html")):
         page = parse_html(text, path.name, profiles)
@@ -167,70 +116,6 @@ def _with_meta(item: PageItem) -> PageItem:
             section, stamp = item.section or meta.section, item.stamp or meta.stamp
             return PageItem(item.text, section, stamp, item.block)
     return item
-
-
-def decode_page(data: bytes, path: Path) -> tuple[str, int]:
-    """Page bytes to NFC text, and how many lines needed repair.
-
-    Pages saved by tools that disagree on the encoding mix UTF-8 lines with Turkish Windows
-    (cp1254) ones, or hold UTF-8 once read as cp1252 and saved again ("kazandÄ±"). One encoding
-    for the whole page turns the other lines into mojibake, so a mixed page is decoded line by
-    line, and ftfy undoes double encoding, line by line, where the result is Latin text.
-    """
-    text, repaired = _decode_mixed(data)
-    if text is None:
-        text = decode(data, path)  # one encoding: BOM, UTF-8, declared charset or a guess
-    lines = text.split("\n")
-    fixed = [_unmojibake(line) for line in lines]
-    repaired += sum(a != b for a, b in zip(lines, fixed, strict=True))
-    return unicodedata.normalize("NFC", "\n".join(fixed)), repaired
-
-
-def _unmojibake(line: str) -> str:
-    """The line with double encoding undone where ftfy is sure and the fix is Latin text."""
-    if line.isascii() or not is_bad(line):  # the cheap checks first: most lines are clean
-        return line
-    fixed = ftfy.fix_encoding(line)
-    if fixed == line or is_bad(fixed) or not _LATIN.fullmatch("".join(set(fixed) - set(line))):
-        return line
-    return fixed
-
-
-def _decode_mixed(data: bytes) -> tuple[str | None, int]:
-    """A page with both UTF-8 and cp1254 lines, each line read in its own encoding, and the
-    number read as cp1254; (None, 0) for a page in one encoding (or none we can tell)."""
-    if data[:2] in (b"\xff\xfe", b"\xfe\xff") or b"\x00" in data[:8192]:
-        return None, 0  # UTF-16/32: lines are not split on a single byte
-    try:
-        data.decode("utf-8")
-        return None, 0
-    except UnicodeDecodeError as e:
-        if e.end == len(data) and e.reason == "unexpected end of data" and (
-                e.end - e.start > 1 or 0xC2 <= data[e.start] <= 0xC5):
-            # UTF-8 cut short in a letter (decode drops it). One byte that does not start a
-            # Latin-1 or Latin Extended-A letter is more likely a cp1254 "Ç", "Ş" or "ı".
-            return None, 0
-    out, utf8, other = [], 0, 0
-    for raw in data.removeprefix(b"\xef\xbb\xbf").split(b"\n"):
-        try:
-            line = raw.decode("utf-8")
-        except UnicodeDecodeError:
-            try:
-                line, other = raw.decode("cp1254"), other + 1
-            except UnicodeDecodeError:
-                return None, 0  # neither: leave the page to the guessers
-        else:
-            if not raw.isascii():
-                # Latin-5 text is rarely valid UTF-8, but a short line can be: "ODTÜ’de" is
-                # (Ü’ reads as U+0712). Only two-byte letters: "■" (E2 96 A0) reads as "â– ".
-                alt = raw.decode("cp1254", errors="replace")
-                if (not _LATIN.fullmatch(line) and max(line) < "\u0800"
-                        and _TURKISH.fullmatch(alt)):
-                    line, other = alt, other + 1
-                else:
-                    utf8 += 1
-        out.append(line)
-    return ("\n".join(out), other) if utf8 and other else (None, 0)
 
 
 def _file_source(path: Path, text: str) -> str:
@@ -288,23 +173,17 @@ def _walk(folder: Path) -> Iterator[Path]:
             yield Path(e.path)
 
 
-def site_aliases(aliases: Aliases, profiles: tuple[Profile, ...]) -> Aliases:
-    """The alias table plus the section aliases of the site profiles, each for its own source."""
-    for p in profiles:
-        entries = [(p.source, raw, category) for raw, category in p.sections.items()]
-        aliases = aliases.extended(entries, str(p.path))
-    return aliases
-
-
 def ingest(con: sqlite3.Connection, paths: Iterable[Path], aliases: Aliases,
-           page_time: datetime | None = None) -> Iterator[FileReport]:
+           page_time: datetime | None = None, profiles: Profiles | None = None
+           ) -> Iterator[FileReport]:
     """Store the headlines of each page, one transaction per file; one report per file, lazily.
     A file's problem goes into its report's error and the next file goes on."""
-    merged = site_aliases(aliases, load_profiles())
+    profiles = load_profiles() if profiles is None else profiles
+    merged = site_aliases(aliases, profiles)
     for path in iter_files(paths):
         report = FileReport(path)
         try:
-            page = _parse(path, page_time)
+            page = _parse(path, page_time, profiles)
             report.skipped, report.skip_reasons = page.skipped, page.skip_reasons
             report.repaired_lines = page.repaired_lines
             report.conflicts = _conflicts(con, page.rows, merged)
@@ -345,15 +224,16 @@ def _conflicts(con: sqlite3.Connection, rows: list[Headline], aliases: Aliases) 
     return n
 
 
-def preview(paths: Iterable[Path], aliases: Aliases, page_time: datetime | None = None
-            ) -> Iterator[dict]:
+def preview(paths: Iterable[Path], aliases: Aliases, page_time: datetime | None = None,
+            profiles: Profiles | None = None) -> Iterator[dict]:
     """Dry run: a {"page", "skipped"} dict for each row a bad time stamp costs, then the rows
     ingest would offer, as dicts for JSON lines; stores nothing. A file that fails gives one
     {"page", "error"} dict instead of rows."""
-    merged = site_aliases(aliases, load_profiles())
+    profiles = load_profiles() if profiles is None else profiles
+    merged = site_aliases(aliases, profiles)
     for path in iter_files(paths):
         try:
-            page = _parse(path, page_time)
+            page = _parse(path, page_time, profiles)
         except Exception as e:  # as in ingest: a page costs only itself
             yield {"page": str(path), "error": _page_error(path, e)}
             continue

@@ -1,4 +1,4 @@
-"""HTML side of ingestion: bytes to text, site profiles, and sidebar items out of markup.
+"""Sidebar items out of HTML markup.
 
 A page becomes a list of `PageItem`s (headline, section, time stamp as written, block); turning
 stamps into dates and items into stored headlines is training.ingest's job, shared with text
@@ -9,27 +9,16 @@ nothing.)
 """
 
 import re
-import tomllib
-import unicodedata
 from collections import Counter
-from dataclasses import dataclass, field
-from functools import cache
-from pathlib import Path
+from dataclasses import dataclass
 from urllib.parse import urlparse
 
-import charset_normalizer
-from selectolax.lexbor import LexborHTMLParser, LexborNode, SelectolaxError
+from selectolax.lexbor import LexborHTMLParser, LexborNode
 
+from training.ingest.page import PageItem
+from training.ingest.sites import Layout, Profile, match_profile
 from training.text import nfc
 
-SITES = Path(__file__).resolve().parent.parent / "data" / "sites"
-_BOMS = ((b"\xef\xbb\xbf", "utf-8"), (b"\xff\xfe\x00\x00", "utf-32-le"),
-         (b"\x00\x00\xfe\xff", "utf-32-be"), (b"\xff\xfe", "utf-16-le"), (b"\xfe\xff", "utf-16-be"))
-# Browsers read these labels as the Windows supersets (WHATWG Encoding); so must we, or the
-# 0x80-0x9F bytes (curly quotes, ellipsis) of a "latin5" Turkish page become control characters.
-_WHATWG = {"iso-8859-9": "cp1254", "latin5": "cp1254", "iso-8859-1": "cp1252", "latin1": "cp1252",
-           "us-ascii": "cp1252", "x-cp1254": "cp1254"}
-_TURKISH = ["cp1254"]  # covers ISO-8859-9; DOS and Mac Turkish guesses misread real pages
 # Class names that mark an item's section or time in markup no profile describes.
 _SECTION_CLASS = re.compile(r"(^|[-_])(cat|category|categories|kategori|section|bolum|tag)([-_]|$)")
 _TIME_CLASS = re.compile(r"(^|[-_])(time|date|datetime|tarih|saat|zaman|timestamp)([-_]|$)")
@@ -54,41 +43,6 @@ _UNCOUNTED = frozenset((
     "area base br col embed hr img image input keygen link meta param source track wbr basefont "
     "bgsound frame a p li dd dt option optgroup rb rp rt rtc tr td th tbody thead tfoot caption "
     "colgroup button form select h1 h2 h3 h4 h5 h6 html head body").split())
-_LAYOUT_KEYS = {"block", "item", "title", "headline", "section", "time"}
-_PROFILE_KEYS = {"source", "hosts", "file_prefixes", "sections", "layouts"}
-
-
-@dataclass(frozen=True)
-class PageItem:
-    """A headline as a page shows it, before its stamp is resolved and its section mapped."""
-
-    text: str
-    section: str | None
-    stamp: str | None
-    block: str | None
-    extra: tuple[str, ...] = ()  # other short texts of the item, where a "18:17 - Dünya" may hide
-
-
-@dataclass(frozen=True)
-class Layout:
-    """CSS selectors for one sidebar layout of a site: blocks, their title, items and fields."""
-
-    block: str
-    item: str
-    title: str | None = None
-    headline: str | None = None  # None: the item's first link
-    section: str | None = None
-    time: str | None = None  # an element whose `datetime` attribute or text is the stamp
-
-
-@dataclass(frozen=True)
-class Profile:
-    source: str
-    path: Path
-    hosts: tuple[str, ...] = ()
-    file_prefixes: tuple[str, ...] = ()
-    sections: dict[str, str] = field(default_factory=dict)  # site label -> canonical category
-    layouts: tuple[Layout, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -96,97 +50,6 @@ class HtmlPage:
     items: list[PageItem]
     source: str | None  # canonical host, else og:site_name
     profile: Profile | None
-
-
-@cache
-def load_profiles(folder: Path = SITES) -> tuple[Profile, ...]:
-    """Every data/sites/*.toml, checked once; a bad profile names its file."""
-    return tuple(_profile(p) for p in sorted(folder.glob("*.toml")))
-
-
-def _profile(path: Path) -> Profile:
-    try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
-        raise ValueError(f"{path}: not a valid TOML site profile: {e}") from e
-    unknown = set(raw) - _PROFILE_KEYS
-    if unknown or not isinstance(raw.get("source"), str):
-        raise ValueError(f"{path}: needs a 'source' string; unknown keys: {sorted(unknown)}")
-    layouts = []
-    for n, spec in enumerate(raw.get("layouts", []), 1):
-        if set(spec) - _LAYOUT_KEYS or not {"block", "item"} <= set(spec):
-            raise ValueError(f"{path}: layout {n} needs 'block' and 'item', may have "
-                             f"{sorted(_LAYOUT_KEYS)}; found {sorted(spec)}")
-        for key, selector in spec.items():
-            try:
-                LexborHTMLParser("<p></p>").css(selector)
-            except SelectolaxError as e:
-                raise ValueError(f"{path}: layout {n}, {key}: bad CSS selector {selector!r}") from e
-        layouts.append(Layout(**spec))
-    return Profile(source=raw["source"], path=path, hosts=tuple(raw.get("hosts", ())),
-                   file_prefixes=tuple(raw.get("file_prefixes", (path.stem,))),
-                   sections=dict(raw.get("sections", {})), layouts=tuple(layouts))
-
-
-def match_profile(profiles: tuple[Profile, ...], host: str | None, name: str) -> Profile | None:
-    """The profile for a page: by its canonical host, else by the file name's prefix."""
-    for p in profiles:
-        if host and any(host == h or host.endswith("." + h) for h in p.hosts):
-            return p
-    prefix = name.lower().split("_")[0]
-    return next((p for p in profiles if prefix in p.file_prefixes), None)
-
-
-def decode(data: bytes, path: Path) -> str:
-    """Page bytes to text: BOM, else strict UTF-8, else the declared charset, else a guess.
-
-    UTF-8 goes first because pages that declare ISO-8859-9 while sending UTF-8 are common (the DHA
-    sample); a real Latin-5 page almost never happens to be valid UTF-8.
-    """
-    for bom, codec in _BOMS:
-        if data.startswith(bom):
-            return data[len(bom):].decode(codec, errors="replace")
-    if b"\x00" in data[:8192]:
-        raise ValueError(f"{path}: binary file (NUL bytes), not a news page")
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as e:
-        # a letter cut by truncation, where the text before it shows UTF-8 (an ASCII page up to
-        # a final Latin-5 "Ç", byte C7, is not UTF-8 evidence)
-        if e.end == len(data) and e.reason == "unexpected end of data" and \
-                not data[: e.start].isascii():
-            return data[: e.start].decode("utf-8", errors="replace")
-    declared = _declared_charset(data)
-    if declared:
-        try:
-            return data.decode(_WHATWG.get(declared, declared))
-        except (LookupError, UnicodeDecodeError):
-            pass  # a wrong or unknown label: fall through to guessing
-    # Turkish pages come in few encodings; an open guess reads a short Latin-5 page ("Işık") as
-    # Central European or even CJK, so the likely ones are asked first.
-    best = (charset_normalizer.from_bytes(data, cp_isolation=_TURKISH).best()
-            or charset_normalizer.from_bytes(data).best())
-    text = str(best) if best is not None else ""
-    controls = sum(unicodedata.category(c) == "Cc" and c not in "\t\n\r\f" for c in text[:8192])
-    if not text or controls > len(text[:8192]) / 100:
-        raise ValueError(f"{path}: cannot tell the text encoding; is it a text or HTML page?")
-    return text
-
-
-def _declared_charset(data: bytes) -> str | None:
-    head = data[:4096]
-    if b"<meta" not in head.lower():
-        return None
-    # Latin-1 maps every byte to one character, so the ASCII markup survives whatever the encoding.
-    for meta in LexborHTMLParser(head.decode("latin-1")).css("meta"):
-        attrs = meta.attributes
-        label = attrs.get("charset")
-        if not label and (attrs.get("http-equiv") or "").lower() == "content-type":
-            found = re.search(r"charset\s*=\s*[\"']?([\w.:-]+)", attrs.get("content") or "", re.I)
-            label = found.group(1) if found else None
-        if label:
-            return label.strip().lower()
-    return None
 
 
 def parse_html(text: str, name: str, profiles: tuple[Profile, ...]) -> HtmlPage:
@@ -312,7 +175,7 @@ def _generic_item(node: LexborNode) -> PageItem | None:
     """A list item's headline link and its section, time or "18:17 - Dünya" line; None without."""
     if len(node.css("*")) > _ITEM_SIZE:
         return None
-    links = (a for a in node.css("a") if _headline_like(_text(a) or _attr(a, "title")))
+    links = (a for a in node.css("a") if _link_headline(_text(a) or _attr(a, "title")))
     link = next(links, None)
     if link is None:
         return None
@@ -376,7 +239,8 @@ def _has_class(node: LexborNode, pattern: re.Pattern[str]) -> bool:
     return any(pattern.search(c) for c in (node.attributes.get("class") or "").lower().split())
 
 
-def _headline_like(text: str | None) -> bool:
+def _link_headline(text: str | None) -> bool:
+    """Link text that may be a headline: three words or more (not "Devamı", "Spor")."""
     return text is not None and 3 <= len(text.split()) and len(text) <= 200
 
 
