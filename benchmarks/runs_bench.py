@@ -71,7 +71,8 @@ def main() -> None:
         (root / "mlruns").mkdir(parents=True)
         uri = f"sqlite:///{root / 'mlruns' / 'mlflow.db'}"
         os.environ.pop("MLFLOW_TRACKING_URI", None)
-        from training import runs, tracking
+        from training import tracking
+        from training.tracking import listing
 
         tracking.configure(root)
         client = MlflowClient(uri)
@@ -81,12 +82,12 @@ def main() -> None:
         fill_s = time.perf_counter() - start
         peer = timed(lambda: client.search_runs([experiment], max_results=args.runs),
                      args.repeats)
-        ours = timed(lambda: runs.list_runs("category"), args.repeats)
-        assert len(runs.list_runs("category")) == args.runs
+        ours = timed(lambda: listing.list_runs("category"), args.repeats)
+        assert len(listing.list_runs("category")) == args.runs
         cli = timed(lambda: subprocess.run(
             [str(Path(sys.executable).parent / "manset"), "runs", "--json", "--root",
              str(root)], check=True, capture_output=True), args.repeats)
-    rows = {"MlflowClient.search_runs (peer)": peer, "runs.list_runs": ours,
+    rows = {"MlflowClient.search_runs (peer)": peer, "listing.list_runs": ours,
             "manset runs --json (whole process)": cli}
     print(f"{args.runs} runs, {args.repeats} repeats; filling the store took {fill_s:.1f} s")
     print(f"{'what':40} {'median s':>9} {'min-max s':>13} {'x peer':>7}")

@@ -115,8 +115,8 @@ def trained(project: Path, request: pytest.FixtureRequest) -> Path:
     """The small project after `manset run`, fresh for each test: a copy of the session's
     trained project, its store re-pointed at the copy (as for any moved project); against a
     tracking server, trained afresh."""
-    from training import portable
     from training.cli import main
+    from training.tracking import portable
 
     if SUITE_SERVER:
         assert main(["run", "--root", str(project)]) == 0

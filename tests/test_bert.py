@@ -33,8 +33,8 @@ from manset_serving import load  # noqa: E402
 from manset_serving.bundle import Bundle  # noqa: E402
 from manset_serving.onnx import OnnxPredictor  # noqa: E402
 
-from training import portable  # noqa: E402
 from training.cli import main  # noqa: E402
+from training.tracking import portable  # noqa: E402
 
 
 @pytest.fixture(scope="module")

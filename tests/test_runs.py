@@ -214,8 +214,7 @@ def test_a_run_never_replaces_a_champion_that_moved_while_it_compared(
         trained: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Two runs finish together. While run A compares with the old champion, run B takes the
     alias; A beats the old champion but not B, so B must stay (A used to overwrite it)."""
-    from training import registry
-    from training.tracking import PREDICTIONS
+    from training.tracking import PREDICTIONS, registry
 
     for _ in range(2):  # v2 (A) and v3 (B): the same settings tie with v1, which stays
         assert main(["train", "tfidf", "--root", str(trained)]) == 0

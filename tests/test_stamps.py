@@ -1,5 +1,5 @@
-"""training.ingest.stamps: every stamp the grammar's pieces can make either resolves to an ISO time or is
-a BadStamp with its reason, and on a page a stamp costs at most its own row."""
+"""training.ingest.stamps: every stamp the grammar's pieces can make either resolves to an ISO
+time or is a BadStamp with its reason, and on a page a stamp costs at most its own row."""
 
 import re
 from datetime import UTC, datetime, timedelta, timezone

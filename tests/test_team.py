@@ -23,9 +23,10 @@ from manset_serving import load
 from mlflow import MlflowClient
 from team_servers import Team, free_port
 
-from training import dataset, stores, tracking
+from training import dataset, tracking
 from training.cli import main
 from training.project import ProjectError
+from training.tracking import stores
 
 team = team_servers.team  # the module's PostgreSQL-backed server (a fixture)
 

@@ -26,7 +26,7 @@ def with_use(trained_template: Path, tmp_path_factory: pytest.TempPathFactory
     """The trained small project with a USE run, once for the module (embedding is the slow
     part); the tests only add runs to it. Tracking goes to its own store: a URI another test
     file left in the environment (MLflow exports the one it is set to) is cleared meanwhile."""
-    from training import portable
+    from training.tracking import portable
 
     if SUITE_SERVER:
         pytest.skip("reads the project's SQLite store; MLFLOW_TRACKING_URI is a server")

@@ -340,7 +340,7 @@ def _summary(results: list) -> None:
         err.print(f"{r.task}/{r.family}: run {r.run_id}, bundle {r.bundle}; champion "
                   f"{'moved' if r.registration.champion_moved else 'kept'}: "
                   f"{r.registration.reason}")
-    from training import stores
+    from training.tracking import stores
 
     # one unwrapped line, taken literally: it is copied into a shell or a browser
     err.print(f"Compare runs: {stores.ui_hint(stores.in_use())}", markup=False,
@@ -365,16 +365,16 @@ def runs(
     """List a task's runs from the tracking store (MLFLOW_TRACKING_URI, or mlruns/): the
     cross-source macro-F1 (leave-one-source-out), the in-source test macro-F1 with its 95%
     interval, accuracy, training time, throughput, dataset, champion."""
-    from training import runs as runs_mod
     from training import tracking
+    from training.tracking import listing
 
     tracking.configure(_paths(root).root)
-    rows = runs_mod.list_runs(task, sort, limit)
+    rows = listing.list_runs(task, sort, limit)
     if as_json:
         sys.stdout.write("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
         return
     table = Table(title=f"{task} runs ({len(rows)}), by {sort}")
-    for heading in runs_mod.COLUMNS.values():
+    for heading in listing.COLUMNS.values():
         table.add_column(heading, no_wrap=True)
 
     def num(v: float | None, fmt: str) -> str:
@@ -407,7 +407,8 @@ def promote(
 ) -> None:
     """Make a registered version the champion by hand, and install its bundle in
     models/<task>/champion/. Without --force it must beat the champion by the paired test."""
-    from training import pipeline, registry, tracking
+    from training import pipeline, tracking
+    from training.tracking import registry
 
     if not reason.strip():
         raise ValueError("--reason is empty: say why the alias moves (it is recorded on the "
@@ -502,16 +503,16 @@ def gc(task: Annotated[str, typer.Option(help="category, topic, or all.")] = "al
     """Delete old runs from the tracking store, with their registered versions and artifacts
     (the logged bundles are most of mlruns/): every task keeps its champion's run and the newest
     --keep runs."""
-    from training import runs as runs_mod
     from training import tracking
     from training.tasks import TASKS
+    from training.tracking import listing
 
     paths = _paths(root)
     tracking.configure(paths.root)
     before = _size(paths.root / "mlruns")
     for name in list(TASKS) if task == "all" else [_known_task(task)]:
         try:
-            out = runs_mod.prune(name, keep, dry_run)
+            out = listing.prune(name, keep, dry_run)
         except tracking.TrackingError as e:
             if "no runs of task" not in str(e):
                 raise

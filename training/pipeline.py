@@ -21,7 +21,6 @@ from training import (
     export,
     gold,
     headlines,
-    registry,
     tasks,
     tracking,
 )
@@ -29,6 +28,7 @@ from training.dataset import BuildConfig, DataCard
 from training.files import staged_dir, temp_prefix
 from training.ingest import sites
 from training.project import Paths
+from training.tracking import registry
 
 # stage names, for the CLI's spinner or plain lines (training.cli.Progress)
 progress = logging.getLogger("training.progress")

@@ -6,11 +6,13 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+import mlflow
 from mlflow import MlflowClient
 from mlflow.entities import Run
 
-from training import registry, tracking
-from training.tracking import TrackingError, guarded
+from training import tracking
+from training.tracking import registry
+from training.tracking.connect import TrackingError, guarded
 
 # column → (heading, where it is read from a run)
 COLUMNS = {
@@ -102,7 +104,7 @@ def prune(task: str, keep: int, dry_run: bool = False) -> Pruned:
             client.delete_logged_model(model_id)
         for run_id in out.pruned:
             client.delete_run(run_id)
-        uri = tracking.mlflow.get_tracking_uri()
+        uri = mlflow.get_tracking_uri()
         server = uri.startswith(("http:", "https:"))  # else a database it opens itself
         done = subprocess.run(
             [sys.executable, "-m", "mlflow", "gc", "--tracking-uri", uri,
@@ -119,7 +121,7 @@ def _experiment(client: MlflowClient, task: str) -> tuple[str, str]:
     name = tracking.model_name(task)
     experiment = client.get_experiment_by_name(name)
     if experiment is None:
-        raise TrackingError(f"{tracking.mlflow.get_tracking_uri()}: no runs of task {task!r} "
+        raise TrackingError(f"{mlflow.get_tracking_uri()}: no runs of task {task!r} "
                             f"yet (no experiment {name})")
     return name, experiment.experiment_id
 

@@ -20,7 +20,8 @@ from mlflow.pyfunc import PyFuncModel
 
 from training import compare
 from training.project import ProjectError
-from training.tracking import PREDICTIONS, TrackingError, _cause, guarded, model_name
+from training.tracking.connect import TrackingError, cause, guarded, model_name
+from training.tracking.logs import PREDICTIONS
 
 ALIAS = "champion"  # the registered model alias the champion version carries
 log = logging.getLogger(__name__)
@@ -88,7 +89,7 @@ def _judge(c: Challenger, champion: ModelVersion | None) -> tuple[bool, str]:
         found = _predictions(champion, c)
     except Exception as e:
         return False, (f"champion v{champion.version} could not be re-scored on this dataset: "
-                       f"{_cause(e)}")
+                       f"{cause(e)}")
     if found is None:
         return False, f"champion v{champion.version} was tested on another dataset"
     theirs, rows, how = found
@@ -153,7 +154,7 @@ def _logged_predictions(v: ModelVersion) -> dict:
     try:
         logged = mlflow.artifacts.load_dict(f"runs:/{v.run_id}/{PREDICTIONS}")
     except Exception as e:
-        raise ProjectError(f"{v.name} v{v.version}: no test predictions logged ({_cause(e)}), "
+        raise ProjectError(f"{v.name} v{v.version}: no test predictions logged ({cause(e)}), "
                            "so the paired test cannot run; pass --force") from e
     if not {"true", "predicted"} <= set(logged):
         raise ProjectError(f"{v.name} v{v.version}: its logged test predictions are from an "
