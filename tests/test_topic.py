@@ -11,9 +11,10 @@ import pytest
 from conftest import DATA, make_project
 from mlflow import MlflowClient
 
-from training import dataset, gold, headlines
+from training import dataset, headlines
+from training.annotation import gold
 from training.cli import main
-from training.tasks import read_topics
+from training.tasks import read_taxonomy
 
 GOLD = DATA / "annotations" / "topics_gold.csv"
 
@@ -65,7 +66,7 @@ def test_topic_dataset_scores_gold_rows_only_and_keeps_test_groups_out_of_traini
     names = dd["train"].features["label"].names
     assert len(names) == 17 and all(n.startswith("medtop:") for n in names)
     # gold wins: a Spor headline annotated as crime is crime, not the section's sport
-    golds = {r["id"]: r["topic"] for r in csv.DictReader(GOLD.open(encoding="utf-8"))}
+    golds = {r["id"]: r["label"] for r in csv.DictReader(GOLD.open(encoding="utf-8"))}
     for split in dataset.SPLITS:
         for hid, label, how in zip(dd[split]["id"], dd[split]["label"],
                                    dd[split]["label_source"], strict=True):
@@ -130,16 +131,16 @@ def _gold_file(tmp_path: Path, rows: list[list[str]]) -> Path:
     ([["a1", "Metin", "s", "Spor", "medtop:15000000", "ann", "2026-01-01", ""],
       ["a1", "Metin", "s", "Spor", "medtop:02000000", "ann", "2026-01-01", ""]],
      r"gold.csv:3: headline a1 is already labelled on line 2"),
-    ([["a1", "Metin", "s", "Spor", "", "ann", "2026-01-01", ""]], r"gold.csv:2: empty 'topic'"),
+    ([["a1", "Metin", "s", "Spor", "", "ann", "2026-01-01", ""]], r"gold.csv:2: empty 'label'"),
 ])
 def test_bad_gold_rows_name_file_and_line(tmp_path, rows, message):
-    qcodes = {t.qcode for t in read_topics(DATA / "topics.csv")}
+    qcodes = {t.code for t in read_taxonomy(DATA / "topics.csv")}
     with pytest.raises(ValueError, match=message):
         gold.read_gold(_gold_file(tmp_path, rows), qcodes)
 
 
 def test_gold_import_is_all_or_nothing(tmp_path):
-    qcodes = {t.qcode for t in read_topics(DATA / "topics.csv")}
+    qcodes = {t.code for t in read_taxonomy(DATA / "topics.csv")}
     aliases = headlines.Aliases(DATA / "categories.csv", DATA / "category_aliases.csv")
     con = headlines.connect(tmp_path / "h.sqlite")
     headlines.add(con, [headlines.Headline("Galatasaray kazandı", "spor", "s")], aliases)

@@ -577,22 +577,23 @@ def annotate_cmd(
                                            "come with them, as annotations).", min=0)] = 200,
     root: RootOpt = Path("."),
 ) -> None:
-    """Label headlines one key at a time (sampling rule: training/sampling.py), or exchange
-    tasks with Label Studio. Every answer is saved at once; a new session resumes."""
-    from training import annotate, annotation_io
+    """Label headlines one key at a time (sampling rule: training/annotation/sampling.py), or
+    exchange tasks with Label Studio. Every answer is saved at once; a new session resumes."""
+    from training import annotation
+    from training.annotation import terminal
 
     paths = _paths(root)
-    session = annotation_io.open_session(paths, task, annotator, seed)
+    session = annotation.open_session(paths, task, annotator, seed)
     if import_label_studio is not None:
-        added, kept = annotation_io.import_label_studio(session, import_label_studio)
+        added, kept = annotation.import_label_studio(session, import_label_studio)
         err.print(f"{added} labels added to {session.gold_path}; {kept} headlines already "
                   "labelled there were left as they were")
     elif export_label_studio is not None:
-        todo, gold = annotation_io.export_label_studio(session, export_label_studio, limit)
+        todo, gold = annotation.export_label_studio(session, export_label_studio, limit)
         err.print(f"{export_label_studio}: tasks.json ({todo} headlines to label, {gold} "
                   "labelled ones as annotations) and config.xml", markup=False)
     else:
-        annotate.annotate(session)
+        terminal.annotate(session)
 
 
 def iter_headlines(path: Path) -> Iterator[str]:

@@ -19,11 +19,11 @@ from training import (
     dataset,
     evaluation,
     export,
-    gold,
     headlines,
     tasks,
     tracking,
 )
+from training.annotation import gold
 from training.dataset import BuildConfig, DataCard
 from training.files import staged_dir, temp_prefix
 from training.ingest import sites
@@ -65,7 +65,7 @@ def import_gold(paths: Paths) -> dict[str, int]:
 def label_names(paths: Paths, task: str) -> dict[str, dict[str, str]]:
     """A task's labels with their names (en, tr), from its taxonomy; {} when it has none."""
     taxonomy = tasks.get(task).taxonomy
-    return tasks.topic_names(paths.data / taxonomy) if taxonomy else {}
+    return tasks.taxonomy_names(paths.data / taxonomy) if taxonomy else {}
 
 
 def build(paths: Paths, cfg: BuildConfig, save: bool = True, engine: str = "local",

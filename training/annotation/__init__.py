@@ -1,16 +1,20 @@
-"""Where an annotation session gets its headlines and writes its labels, and the Label Studio
-exchange on top of the same gold file."""
+"""The annotation wing: gold labels given by annotators who read each headline. One job per
+module: `gold` (a task's gold file, checked and written atomically), `sampling` (what to show
+next), `terminal` (`manset annotate`, one key per answer), `label_studio` (its JSON and labelling
+config). This module opens a session (where its headlines come from, where its labels go) and
+exchanges it with Label Studio through the same gold file."""
 
 import json
 from contextlib import closing
 from pathlib import Path
 
-from training import headlines, label_studio, tasks
-from training.annotate import TOPIC_KEYS, Session
+from training import headlines, tasks
+from training.annotation import label_studio
+from training.annotation.gold import write_gold
+from training.annotation.sampling import Item
+from training.annotation.terminal import Session
 from training.files import write_text
-from training.gold import write_gold
 from training.project import Paths
-from training.sampling import Item
 from training.text import dedup_key, nfc
 
 
@@ -29,8 +33,8 @@ def open_session(paths: Paths, task: str, annotator: str, seed: int) -> Session:
                 items.append(Item(r["id"], r["text"], r["source"], r["category"] or
                                   r["category_raw"], r["block"] is not None))
     gold = paths.data / spec.gold
-    return Session(gold, gold.with_name(gold.stem + "_skipped.csv"),
-                   tasks.read_topics(paths.data / spec.taxonomy), items, annotator, seed)
+    return Session(spec, gold, gold.with_name(gold.stem + "_skipped.csv"),
+                   tasks.read_taxonomy(paths.data / spec.taxonomy), items, annotator, seed)
 
 
 def export_label_studio(s: Session, folder: Path, limit: int) -> tuple[int, int]:
@@ -39,15 +43,15 @@ def export_label_studio(s: Session, folder: Path, limit: int) -> tuple[int, int]
     todo = [(it.id, it.text, it.source, it.category) for it in s.sampler.take(limit)]
     exported = label_studio.export_tasks(s.gold, todo)
     write_text(folder / "tasks.json", json.dumps(exported, ensure_ascii=False, indent=1))
-    write_text(folder / "config.xml", label_studio.config_xml(s.topics, TOPIC_KEYS))
+    write_text(folder / "config.xml", label_studio.config_xml(s.labels, s.keys, s.task.question))
     return len(todo), len(s.gold)
 
 
 def import_label_studio(s: Session, path: Path) -> tuple[int, int]:
     """Merge a Label Studio export into the gold file: new headlines are added, headlines the
     file already labels are kept as they are. Returns (added, kept). Every row is checked
-    (topic, headline in the table) before the file is rewritten, in one atomic write."""
-    rows = label_studio.import_tasks(path, {t.qcode for t in s.topics})
+    (label, headline in the table) before the file is rewritten, in one atomic write."""
+    rows = label_studio.import_tasks(path, {lb.code for lb in s.labels})
     stored = {it.id: it.text for it in s.items}
     for n, row in rows:
         if row.id not in stored:

@@ -1,9 +1,10 @@
 """The gold set of a task: one CSV, checked row by row, written atomically. Its labels come from
 annotators who read each headline (data/annotations/AGREEMENT.md says who).
 
-`data/annotations/topics_gold.csv` is the record: the annotation tool appends to it, Label Studio
-imports merge into it, and `manset import` loads it into the label table (replacing the gold
-labels stored before, so the table follows the file).
+A task's gold file (`data/annotations/topics_gold.csv` for topics; columns id, text, source,
+category, label, annotator, annotated_at, note) is the record: the annotation tool appends to it,
+Label Studio imports merge into it, and `manset import` loads it into the label table (replacing
+the gold labels stored before, so the table follows the file).
 """
 
 import csv
@@ -25,7 +26,7 @@ class GoldRow:
     text: str
     source: str
     category: str
-    topic: str  # the label: an IPTC qcode for the topic task
+    label: str  # a code of the task's taxonomy (an IPTC qcode for the topic task)
     annotator: str
     annotated_at: str  # ISO 8601
     note: str = ""
@@ -56,11 +57,12 @@ def read_gold(path: Path, labels: set[str]) -> list[GoldRow]:
     first_line: dict[str, str] = {}
     for row in read_csv(path, COLUMNS):
         where = f"{path}:{row['_line']}"
-        for column in ("id", "text", "topic", "annotator", "annotated_at"):
+        for column in ("id", "text", "label", "annotator", "annotated_at"):
             if not row[column].strip():
                 raise ValueError(f"{where}: empty {column!r}")
-        if row["topic"] not in labels:
-            raise ValueError(f"{where}: unknown label {row['topic']!r} (not in data/topics.csv)")
+        if row["label"] not in labels:
+            raise ValueError(f"{where}: unknown label {row['label']!r} (not in the task's "
+                             "taxonomy)")
         if row["id"] in first_line:
             raise ValueError(f"{where}: headline {row['id']} is already labelled on line "
                              f"{first_line[row['id']]}")
@@ -97,7 +99,7 @@ def load_into_table(con: sqlite3.Connection, task: str, path: Path, labels: set[
         con.execute("DELETE FROM labels WHERE task = ? AND label_source = ?", (task, GOLD_SOURCE))
         con.executemany(
             "INSERT INTO labels VALUES (?,?,?,?,?,?,?)",
-            [(r.id, task, r.topic, GOLD_SOURCE, r.annotator, r.annotated_at, r.note)
+            [(r.id, task, r.label, GOLD_SOURCE, r.annotator, r.annotated_at, r.note)
              for r in rows])
     return len(rows)
 

@@ -2,8 +2,8 @@
 import a project's export back into the gold set.
 
 A task carries the headline id in `data.headline_id`; a result is a single `choices` answer from
-the control named `topic`, whose stored value (the choice's alias) is the qcode. A file without
-these did not come from a manset export, and is refused with the task it fails on.
+the control named `label`, whose stored value (the choice's alias) is the label's code. A file
+without these did not come from a manset export, and is refused with the task it fails on.
 """
 
 import json
@@ -11,22 +11,22 @@ import xml.etree.ElementTree as ET
 from datetime import UTC, datetime
 from pathlib import Path
 
-from training.gold import GoldRow
-from training.tasks import Topic
+from training.annotation.gold import GoldRow
+from training.tasks import Label
 
-CONTROL, TEXT = "topic", "text"
+CONTROL, TEXT = "label", "text"
 
 
-def config_xml(topics: list[Topic], keys: str) -> str:
-    """The labelling interface: the headline and one single choice, hotkeys as in the terminal."""
+def config_xml(labels: list[Label], keys: str, question: str) -> str:
+    """The labelling interface: the question, the headline and one single choice, hotkeys as in
+    the terminal."""
     view = ET.Element("View")
-    ET.SubElement(view, "Header", value="Main subject of the headline "
-                  "(data/annotations/GUIDELINES.md)")
+    ET.SubElement(view, "Header", value=question)
     ET.SubElement(view, "Text", name=TEXT, value=f"${TEXT}")
     choices = ET.SubElement(view, "Choices", name=CONTROL, toName=TEXT, choice="single-radio",
                             required="true")
-    for key, t in zip(keys, topics, strict=True):
-        ET.SubElement(choices, "Choice", value=f"{t.name_en} / {t.name_tr}", alias=t.qcode,
+    for key, t in zip(keys, labels, strict=True):
+        ET.SubElement(choices, "Choice", value=f"{t.name_en} / {t.name_tr}", alias=t.code,
                       hint=t.scope, hotkey=key)
     ET.indent(view)
     return ET.tostring(view, encoding="unicode") + "\n"
@@ -38,7 +38,7 @@ def export_tasks(gold: list[GoldRow], todo: list[tuple[str, str, str, str]]) -> 
     for row in gold:
         tasks.append({"data": _data(row.id, row.text, row.source, row.category), "annotations": [{
             "result": [{"from_name": CONTROL, "to_name": TEXT, "type": "choices",
-                        "value": {"choices": [row.topic]}}],
+                        "value": {"choices": [row.label]}}],
             "completed_by": row.annotator, "created_at": row.annotated_at,
             "meta": {"note": row.note}}]})
     tasks += [{"data": _data(*t)} for t in todo]
@@ -49,10 +49,10 @@ def _data(hid: str, text: str, source: str, category: str) -> dict:
     return {TEXT: text, "headline_id": hid, "source": source, "category": category}
 
 
-def import_tasks(path: Path, qcodes: set[str]) -> list[tuple[int, GoldRow]]:
+def import_tasks(path: Path, codes: set[str]) -> list[tuple[int, GoldRow]]:
     """Annotated tasks of a Label Studio JSON export as (task number, gold row); tasks with no
     annotation are passed over. The newest non-cancelled annotation of a task is the one taken.
-    A headline in two tasks is one row when both give the same topic, and refused when they
+    A headline in two tasks is one row when both give the same label, and refused when they
     differ: an import applies whole or not at all, so a refusal names the task and changes
     nothing. A shape Label Studio never writes is refused in one line naming the task."""
     try:
@@ -75,14 +75,14 @@ def import_tasks(path: Path, qcodes: set[str]) -> list[tuple[int, GoldRow]]:
         ann = max(done, key=lambda a: str(a.get("updated_at") or a.get("created_at") or ""))
         row = GoldRow(
             id=str(data["headline_id"]), text=str(data[TEXT]), source=str(data.get("source", "")),
-            category=str(data.get("category", "")), topic=_choice(ann, qcodes, where),
+            category=str(data.get("category", "")), label=_choice(ann, codes, where),
             annotator=_annotator(ann.get("completed_by")),
             annotated_at=str(ann.get("created_at") or datetime.now(UTC).isoformat()),
             note=str(_dict(ann.get("meta") or {}, "meta", where).get("note", "")))
-        if row.id in rows and rows[row.id][1].topic != row.topic:
+        if row.id in rows and rows[row.id][1].label != row.label:
             first, other = rows[row.id]
             raise ValueError(f"{where}: headline {row.id} is also task {first}, labelled "
-                             f"{other.topic} there and {row.topic} here; keep one answer")
+                             f"{other.label} there and {row.label} here; keep one answer")
         rows.setdefault(row.id, (n, row))
     return list(rows.values())
 
@@ -99,7 +99,7 @@ def _dict(value: object, name: str, where: str) -> dict:
     return value
 
 
-def _choice(annotation: dict, qcodes: set[str], where: str) -> str:
+def _choice(annotation: dict, codes: set[str], where: str) -> str:
     results = [r for r in _list(annotation.get("result") or [], "result", where)
                if _dict(r, "a result", where).get("from_name") == CONTROL]
     if len(results) != 1:
@@ -107,8 +107,8 @@ def _choice(annotation: dict, qcodes: set[str], where: str) -> str:
                          "(a labelling config from another project?)")
     value = _dict(results[0].get("value") or {}, "value", where)
     choices = _list(value.get("choices") or [], "value.choices", where)
-    if len(choices) != 1 or not isinstance(choices[0], str) or choices[0] not in qcodes:
-        raise ValueError(f"{where}: {choices!r} is not one known topic qcode")
+    if len(choices) != 1 or not isinstance(choices[0], str) or choices[0] not in codes:
+        raise ValueError(f"{where}: {choices!r} is not one known label of the task")
     return choices[0]
 
 

@@ -2,7 +2,8 @@
 
 Each answer is saved at once (the whole gold file through a temporary file and a rename), so a
 killed session loses nothing; a new session resumes with what is not labelled or skipped yet, in
-the order training.sampling states. No suggestion is shown: only the headline and the topics.
+the order training/annotation/sampling.py states. No suggestion is shown: only the headline and
+the task's labels.
 """
 
 import csv
@@ -18,33 +19,36 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TextIO
 
+from training.annotation.gold import GoldRow, read_gold, write_gold
+from training.annotation.sampling import Item, Sampler
 from training.configs import DEFAULT_SEED
 from training.files import write_text
-from training.gold import GoldRow, read_gold, write_gold
-from training.sampling import Item, Sampler
-from training.tasks import Topic
+from training.tasks import Label, Task
 
-# One key per topic, in data/topics.csv order: 1-9, 0 for the 10th, then letters.
-TOPIC_KEYS = "1234567890abcdefg"
-SKIP, UNDO, SCOPE, QUIT = "s", "u", "?", "q"
+SKIP, UNDO, SCOPE, QUIT = "s", "u", "?", "q"  # a task's label keys (Task.keys) are none of these
 
 
 @dataclass
 class Session:
+    task: Task
     gold_path: Path
     skipped_path: Path  # ids passed over, so a resumed session does not show them again
-    topics: list[Topic]
+    labels: list[Label]  # the task's taxonomy, in its order: one key each
     items: list[Item]
     annotator: str
     seed: int = DEFAULT_SEED
 
     def __post_init__(self) -> None:
-        if len(self.topics) > len(TOPIC_KEYS):
-            raise ValueError(f"{len(self.topics)} topics, but only {len(TOPIC_KEYS)} keys")
-        self.gold = read_gold(self.gold_path, {t.qcode for t in self.topics})
+        self.keys = self.task.keys[:len(self.labels)]
+        if len(self.labels) > len(self.keys) or set(self.keys) & {SKIP, UNDO, SCOPE, QUIT}:
+            raise ValueError(f"task {self.task.name!r}: {len(self.labels)} labels need as many "
+                             f"keys other than {SKIP}, {UNDO}, {SCOPE} and {QUIT}; it has "
+                             f"{self.task.keys!r}")
+        self.gold = read_gold(self.gold_path, {lb.code for lb in self.labels})
         self.skipped = _read_skipped(self.skipped_path)
-        self.sampler = Sampler(self.items, self.seed, Counter(r.topic for r in self.gold),
-                               {r.id for r in self.gold} | set(self.skipped))
+        self.sampler = Sampler(self.items, self.seed, Counter(r.label for r in self.gold),
+                               {r.id for r in self.gold} | set(self.skipped),
+                               self.task.candidate_words)
         self.history: list[tuple[str, Item]] = []  # ("label" | "skip", item), for undo
         self.pending: list[Item] = []  # items put back by undo, shown before new ones
 
@@ -52,11 +56,11 @@ class Session:
         return self.pending.pop() if self.pending else self.sampler.next()
 
     def label(self, item: Item, key: str) -> None:
-        topic = self.topics[TOPIC_KEYS.index(key)].qcode
-        self.gold.append(GoldRow(item.id, item.text, item.source, item.category, topic,
+        label = self.labels[self.keys.index(key)].code
+        self.gold.append(GoldRow(item.id, item.text, item.source, item.category, label,
                                  self.annotator, datetime.now(UTC).isoformat(timespec="seconds")))
         write_gold(self.gold_path, self.gold)
-        self.sampler.topic_counts[topic] += 1
+        self.sampler.label_counts[label] += 1
         self.history.append(("label", item))
 
     def skip(self, item: Item) -> None:
@@ -70,7 +74,7 @@ class Session:
         if kind == "label":
             row = self.gold.pop()
             write_gold(self.gold_path, self.gold)
-            self.sampler.topic_counts[row.topic] -= 1
+            self.sampler.label_counts[row.label] -= 1
         else:
             self.skipped.pop()
             _write_skipped(self.skipped_path, self.skipped)
@@ -93,7 +97,7 @@ def screen(s: Session, item: Item, scopes: bool = False) -> str:
     done = len(s.gold)
     lines = [f"\n── {done} labelled by everyone · {len(s.history)} answers this session "
              "────────", "", f"  {item.text}", ""]
-    for key, t in zip(TOPIC_KEYS, s.topics, strict=False):
+    for key, t in zip(s.keys, s.labels, strict=True):
         lines.append(f"  [{key}] {t.name_en} / {t.name_tr}")
         if scopes:
             lines.append(f"        {t.scope}")
@@ -121,7 +125,7 @@ def run(s: Session, read_key: Callable[[], str], out: TextIO) -> int:
             continue
         if key == SKIP:
             s.skip(item)
-        elif key in TOPIC_KEYS[:len(s.topics)]:
+        elif key in s.keys:
             s.label(item, key)
         else:
             out.write(f"\n  '{key}' is not an answer\n")
