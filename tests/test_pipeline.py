@@ -130,7 +130,7 @@ def test_predict_bad_input_is_one_clear_line(trained, capsys, tmp_path, content,
 def test_predict_streams_a_large_input_and_reads_stdin(trained, capsys, tmp_path, monkeypatch):
     """Output comes batch by batch: a bad line near the end of a big file stops the run there,
     after every earlier batch was printed; `-` reads stdin."""
-    from training import cli
+    from training.predicting import PREDICT_BATCH
 
     lines = ["Galatasaray derbide kazandı", "Borsa rekor kırdı"] * 2500 + ["x" * 2000]
     big = tmp_path / "big.txt"
@@ -138,7 +138,7 @@ def test_predict_streams_a_large_input_and_reads_stdin(trained, capsys, tmp_path
     assert main(["predict", "--root", str(trained), "--input", str(big)]) == 1
     out, err = capsys.readouterr()
     printed = len(out.splitlines())
-    assert printed == 5000 // cli.PREDICT_BATCH * cli.PREDICT_BATCH  # whole batches only
+    assert printed == 5000 // PREDICT_BATCH * PREDICT_BATCH  # whole batches only
     assert f"{big}: headline 5001: 2000 characters, at most 1000" in err
     monkeypatch.setattr("sys.stdin", io.StringIO("Milli takım kadrosu açıklandı\n\nDolar\n"))
     assert main(["predict", "--root", str(trained), "--input", "-"]) == 0

@@ -30,7 +30,7 @@ SMALL_SOURCE = 100  # rows: fewer than this and a source joins the "small-source
 SMALL = "small-sources"
 DISTANT = "category"  # label_source of rows that train only (training.dataset)
 
-progress = logging.getLogger("training.progress")  # stage names (training.cli.Progress)
+progress = logging.getLogger("training.progress")  # stage names (training.cli.common.Progress)
 
 
 @dataclass(frozen=True)

@@ -20,8 +20,8 @@ from training import options, tracking
 from training.configs import DEFAULT_SEED, TfidfConfig
 from training.dataset import DataCard
 from training.families import tfidf
-from training.pipeline import TrainResult
 from training.project import Paths
+from training.shipping import TrainResult
 
 PARTIAL = 1 / 3  # share of the training rows a trial is first fitted on, for pruning
 

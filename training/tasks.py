@@ -162,3 +162,10 @@ def read_mapping(path: Path, categories: list[str], labels: set[str]) -> dict[st
             raise ValueError(f"{where}: {row['category']!r} is mapped twice")
         out[row["category"]] = row["label"]
     return out
+
+
+def label_names(data: Path, task: str) -> dict[str, dict[str, str]]:
+    """A task's labels with their names (en, tr), from its taxonomy under `data`; {} when it
+    has none."""
+    taxonomy = get(task).taxonomy
+    return taxonomy_names(data / taxonomy) if taxonomy else {}

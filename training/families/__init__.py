@@ -1,7 +1,7 @@
 """The model families and their one registry.
 
 A family is a module (tfidf, use, ensemble) or a folder (bert) with `train(paths, task, cfg,
-meta)`: fit on the task's built dataset, then `pipeline.finish_run` evaluates, exports, tracks
+meta)`: fit on the task's built dataset, then `shipping.finish_run` evaluates, exports, tracks
 and registers it. Two more functions are optional: `card_lines(info)` adds a section to the
 bundle's model card, `member_refit(config)` lets an ensemble holding one of its bundles refit it
 per source (leave-one-source-out). The record below is all the rest of manset needs: the command

@@ -22,8 +22,8 @@ from sklearn.metrics import f1_score
 
 from training import compare, crosssource, dataset, evaluation, export, families, tracking
 from training.configs import EnsembleConfig
-from training.pipeline import Trained, TrainResult, finish_run
 from training.project import Paths, ProjectError
+from training.shipping import Trained, TrainResult, finish_run
 
 STEPS = 20  # the weights' grid: multiples of 1/20, summing to 1
 

@@ -16,8 +16,8 @@ from sklearn.linear_model import LogisticRegression
 
 from training import crosssource, dataset, evaluation, export, options, tracking
 from training.configs import UseConfig, from_saved
-from training.pipeline import Trained, TrainResult, finish_run
 from training.project import Paths, ProjectError
+from training.shipping import Trained, TrainResult, finish_run
 
 
 class Vectors:

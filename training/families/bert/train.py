@@ -43,8 +43,8 @@ from training.families.bert import heads
 from training.families.bert.e5 import E5_NAME
 from training.families.bert.export import card_lines  # noqa: F401 (the family's model card)
 from training.files import ensure_free, write_text
-from training.pipeline import Finished, Trained, TrainResult, finish_run
 from training.project import Paths, ProjectError
+from training.shipping import Finished, Trained, TrainResult, finish_run
 
 STAMP_FILE = "manset_run.json"  # beside the checkpoints: the settings and data they belong to
 # The checkpoints' layout, in the stamp: 2 since the embeddings train only their used rows
