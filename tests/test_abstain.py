@@ -8,7 +8,8 @@ import mlflow
 import pytest
 from fastapi.testclient import TestClient
 from manset_serving import load
-from manset_serving.service import Settings, create_app
+from manset_serving.app import create_app
+from manset_serving.settings import Settings
 
 from training import dataset
 from training.cli import main

@@ -1,4 +1,4 @@
-"""The command line's manners (issue 24, item 16): help that fits 80 columns, sorting best
+"""The command line's manners: help that fits 80 columns, sorting best
 first, options out of range refused, a typo'd --root refused, any line ending and a named pipe
 read as input, and errors that name the command to run."""
 

@@ -1,4 +1,4 @@
-"""The service's container image (issue 24, item 18): its packages pinned, and, where a container
+"""The service's container image: its packages pinned, and, where a container
 engine runs, the default image built and serving the trained champion."""
 
 import json

@@ -10,7 +10,8 @@ import pytest
 from conftest import ROOT, tracking_client, verify
 from fastapi.testclient import TestClient
 from manset_serving import load
-from manset_serving.service import Settings, create_app
+from manset_serving.app import create_app
+from manset_serving.settings import Settings
 
 from training import families
 from training.cli import main

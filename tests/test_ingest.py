@@ -591,7 +591,7 @@ def test_profiles_load_and_a_bad_one_names_its_file(aliases, tmp_path):
     load_profiles.cache_clear()
 
 
-# --- bad pages, stamps and encodings: what each costs (issue 10's pages, kept) ----------------
+# --- bad pages, stamps and encodings: what each costs ----------------
 
 STAMP_PAGES = Path(__file__).resolve().parent / "fixtures" / "pages_stamps"
 DAMGA, DUN, IYI, BOS = (STAMP_PAGES / f"{n}_2025-11-10.txt" for n in ("damga", "dun", "iyi", "bos"))

@@ -1,4 +1,4 @@
-"""Comparable runs (issue 11): options from the config dataclasses, run names and tags, the paired
+"""Comparable runs: options from the config dataclasses, run names and tags, the paired
 promotion rule, `manset promote`, `manset runs`, and a store that survives a moved project."""
 
 import dataclasses

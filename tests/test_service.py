@@ -28,8 +28,9 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from manset_serving import load
+from manset_serving.app import create_app
 from manset_serving.bundle import sha256
-from manset_serving.service import Settings, create_app
+from manset_serving.settings import Settings
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 from schemathesis.core.result import Err, Ok

@@ -1,4 +1,4 @@
-"""The conventions a service team expects of manset-serve (issue 24, items 12 and 13): inputs as
+"""The conventions a service team expects of manset-serve: inputs as
 well as headlines, a score beside each label, an access log of one JSON line per request, and
 Prometheus metrics that show load, latency and drift. MLflow's /invocations is checked against
 `mlflow models serve` itself in test_pyfunc.py."""

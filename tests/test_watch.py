@@ -1,5 +1,5 @@
 """Bundles that verify but cannot predict, a champion replaced file by file, and what clients
-learn about the server (issue 24, items 7, 8 and 10): in process, with the real watcher."""
+learn about the server: in process, with the real watcher."""
 
 import json
 import logging
@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 from manset_serving import BundleError, load
+from manset_serving.app import create_app
 from manset_serving.bundle import sha256
-from manset_serving.service import Settings, create_app
+from manset_serving.settings import Settings
 from test_serving import small_bundle
 
 from training import export

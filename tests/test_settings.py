@@ -1,5 +1,5 @@
 """Bundles of another task, and options out of range, refused by the CLI and both servers with
-one line (issue 24, items 9, 10, 13 and 19)."""
+one line."""
 
 import json
 import shutil
@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 from manset_serving import load
-from manset_serving.service import Settings, create_app
+from manset_serving.app import create_app
+from manset_serving.settings import Settings
 
 from training.cli import main
 

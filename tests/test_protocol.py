@@ -1,4 +1,4 @@
-"""manset-serve under hostile clients, on real sockets (issue 24, items 5 and 6): a flood of huge
+"""manset-serve under hostile clients, on real sockets: a flood of huge
 headers, and connections that send headers and part of a body, then nothing. Memory stays
 bounded, the slow connections are answered 408 and closed, and other clients are answered."""
 
