@@ -17,7 +17,7 @@ import numpy as np
 from scipy.sparse import coo_matrix, csgraph
 from sklearn.feature_extraction.text import CountVectorizer
 
-from training import dataset
+from training import dataset, near_dup
 from training.dataset import BuildConfig
 from training.text import dedup_key
 
@@ -56,7 +56,7 @@ def main() -> None:
     exact = exact_edges(texts, cfg.near_duplicate_threshold)
     exact_s = time.perf_counter() - start
     start = time.perf_counter()
-    lsh_groups = dataset.near_duplicate_groups(texts, cfg.near_duplicate_threshold)
+    lsh_groups = near_dup.near_duplicate_groups(texts, cfg.near_duplicate_threshold)
     lsh_s = time.perf_counter() - start
     exact_groups = components(exact, len(texts))
     # the edges the LSH grouping found: every exact edge inside one LSH group counts as found;

@@ -14,7 +14,7 @@ import sys
 import time
 from pathlib import Path
 
-from training import dataset
+from training import dataset, near_dup
 from training.text import dedup_key
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -27,11 +27,11 @@ def main() -> None:
     args = ap.parse_args()
     dd, _ = dataset.load(ROOT / "data" / "build" / "category")
     texts = list(dd["train"]["text"])[:args.rows]
-    x = dataset.ngram_matrix([dedup_key(t) for t in texts])
-    keys = dataset._band_keys(x)
+    x = near_dup.ngram_matrix([dedup_key(t) for t in texts])
+    keys = near_dup.band_keys(x)
     banded = set()
-    for band in range(dataset.LSH_BANDS):
-        banded |= set(map(tuple, dataset._same_key_pairs(keys[:, band]).tolist()))
+    for band in range(near_dup.LSH_BANDS):
+        banded |= set(map(tuple, near_dup.same_key_pairs(keys[:, band]).tolist()))
     pairs = len(texts) * (len(texts) - 1) // 2
     print(f"{len(texts):,} rows, {pairs:,} pairs; manset's bands: {len(banded):,} candidates "
           f"({len(banded) / pairs:.3%})", flush=True)
@@ -44,7 +44,7 @@ def main() -> None:
 
     spark = SparkSession.builder.master("local[2]").getOrCreate()
     spark.sparkContext.setLogLevel("ERROR")
-    rows = [(i, SparseVector(dataset.NGRAM_COLUMNS, x.indices[a:b].tolist(), [1.0] * (b - a)))
+    rows = [(i, SparseVector(near_dup.NGRAM_COLUMNS, x.indices[a:b].tolist(), [1.0] * (b - a)))
             for i, (a, b) in enumerate(zip(x.indptr[:-1], x.indptr[1:], strict=True)) if b > a]
     df = spark.createDataFrame(rows, StructType([StructField("i", LongType()),
                                                  StructField("v", VectorUDT())]))

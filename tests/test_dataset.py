@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from training import dataset, headlines
+from training import datacard, dataset, headlines, near_dup
 from training.dataset import BuildConfig
 from training.headlines import Aliases, Headline
 from training.text import dedup_key, tr_upper
@@ -73,10 +73,10 @@ def test_lsh_groups_equal_every_pair_compared(tmp_path):
     def together(groups: np.ndarray) -> np.ndarray:  # which rows share a group: the partition
         return groups[:, None] == groups[None, :]
 
-    groups = dataset.near_duplicate_groups(texts, 0.8)
+    groups = near_dup.near_duplicate_groups(texts, 0.8)
     assert (together(groups) == together(every_pair)).all()
     assert len(set(groups.tolist())) < len(texts) - len(base) // 3  # variants joined
-    reversed_order = dataset.near_duplicate_groups(texts[::-1], 0.8)[::-1]
+    reversed_order = near_dup.near_duplicate_groups(texts[::-1], 0.8)[::-1]
     assert (together(reversed_order) == together(groups)).all()
 
 
@@ -115,13 +115,13 @@ def test_save_is_atomic_and_load_round_trips(tmp_path, monkeypatch):
     out = tmp_path / "built"
     dataset.save(dd, card, out)
     dd2, card2 = dataset.load(out)
-    assert card2.fingerprint == card.fingerprint == dataset.fingerprint(dd2)
+    assert card2.fingerprint == card.fingerprint == datacard.fingerprint(dd2)
 
 
     def broken(self):
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(dataset.DataCard, "markdown", broken)  # fails after the data is written
+    monkeypatch.setattr(datacard.DataCard, "markdown", broken)  # fails after the data is written
     with pytest.raises(RuntimeError, match="disk full"):
         dataset.save(dd, card, out)
     assert dataset.load(out)[1].fingerprint == card.fingerprint  # the old dataset is intact

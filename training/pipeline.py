@@ -12,7 +12,8 @@ from datasets import DatasetDict
 from training import dataset, families, headlines, ingest, tasks
 from training.annotation import gold
 from training.configs import TfidfConfig
-from training.dataset import BuildConfig, DataCard
+from training.datacard import DataCard
+from training.dataset import BuildConfig
 from training.ingest import sites
 from training.project import Paths
 from training.shipping import TrainResult

@@ -15,7 +15,7 @@ from datasets import DatasetDict
 from manset_serving import BundleError, load
 
 from training import crosssource, evaluation, export, tasks, tracking
-from training.dataset import DataCard
+from training.datacard import DataCard
 from training.files import staged_dir, temp_prefix
 from training.project import Paths
 from training.tracking import registry

@@ -25,8 +25,9 @@ import numpy as np
 import pandas as pd
 from datasets import Dataset, DatasetDict
 
-from training import dataset
-from training.dataset import SPLITS, BuildConfig, DataCard
+from training import datacard, dataset, near_dup
+from training.datacard import SPLITS, DataCard
+from training.dataset import BuildConfig
 from training.headlines import Aliases
 
 COLUMNS = ("id", "text", "category_raw", "category", "source")  # of the headline table
@@ -97,7 +98,7 @@ def build(spark: Any, table: Any, cfg: BuildConfig, gold: dict[str, str],
     ordered = ordered.withColumn("grams", _grams_udf()("key")).cache()
     n = ordered.count()
     edges = _edges(ordered, cfg.near_duplicate_threshold)
-    groups = dataset.components(edges, n) if len(edges) else np.arange(n)
+    groups = near_dup.components(edges, n) if len(edges) else np.arange(n)
     local = ordered.select(
         "idx", F.col("label").alias("name"), (F.col("label_source") == "gold").alias("gold"),
         "hash").orderBy("idx").toPandas()
@@ -121,7 +122,7 @@ def build(spark: Any, table: Any, cfg: BuildConfig, gold: dict[str, str],
                                      cache_dir=str(work / "cache")) if parts \
             else Dataset.from_dict({}, features=dataset.features(names))
     ordered.unpersist()
-    card = dataset.card(dd, cfg, names, seen=seen, unlabelled=unlabelled,
+    card = datacard.make(dd, cfg.task, names, seen=seen, unlabelled=unlabelled,
                         not_classes=not_classes, conflicts=conflicts, exact_duplicates=duplicates,
                         groups=groups, near_test=near_test, not_drawn=not_drawn, dropped=dropped)
     return dd, card
@@ -175,25 +176,25 @@ def _hash_udf() -> Any:
 
 
 def _grams_udf() -> Any:
-    """The row's 5-gram columns, as dataset.ngram_matrix hashes them."""
+    """The row's 5-gram columns, as near_dup.ngram_matrix hashes them."""
     from pyspark.sql.functions import pandas_udf
 
     @pandas_udf("array<int>")  # type: ignore[call-overload]
     def grams(keys: pd.Series) -> pd.Series:
-        x = dataset.ngram_matrix(list(keys))
+        x = near_dup.ngram_matrix(list(keys))
         return pd.Series([x.indices[a:b] for a, b in zip(x.indptr[:-1], x.indptr[1:], strict=True)])
     return grams
 
 
 def _edges(rows: Any, threshold: float) -> np.ndarray:
     """The near-duplicate edges (i < j by idx): pairs with a common band key whose 5-gram sets
-    have cosine ≥ threshold, computed as the local engine does (dataset._cosine)."""
+    have cosine ≥ threshold, computed as the local engine does (near_dup.cosine)."""
     from pyspark.sql import functions as F
     from pyspark.sql.functions import pandas_udf
 
     @pandas_udf("array<long>")  # type: ignore[call-overload]
     def band_keys(grams: pd.Series) -> pd.Series:
-        keys = dataset.band_keys_of([np.asarray(g, dtype=np.int32) for g in grams])
+        keys = near_dup.band_keys_of([np.asarray(g, dtype=np.int32) for g in grams])
         return pd.Series(list(keys.view(np.int64)))
 
     banded = rows.select("idx", F.posexplode(band_keys("grams")).alias("band", "bkey"))

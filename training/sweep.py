@@ -18,7 +18,7 @@ from sklearn.metrics import f1_score
 
 from training import options, tracking
 from training.configs import DEFAULT_SEED, TfidfConfig
-from training.dataset import DataCard
+from training.datacard import DataCard
 from training.families import tfidf
 from training.project import Paths
 from training.shipping import TrainResult

@@ -22,7 +22,7 @@ from sklearn.utils.class_weight import compute_class_weight
 
 from training import dataset, export, options, tracking
 from training.configs import TfidfConfig, from_saved
-from training.dataset import DataCard
+from training.datacard import DataCard
 from training.project import Paths
 from training.shipping import Finished, Trained, TrainResult, finish_run
 

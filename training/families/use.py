@@ -16,6 +16,7 @@ from sklearn.linear_model import LogisticRegression
 
 from training import crosssource, dataset, evaluation, export, options, tracking
 from training.configs import UseConfig, from_saved
+from training.datacard import SPLITS
 from training.project import Paths, ProjectError
 from training.shipping import Trained, TrainResult, finish_run
 
@@ -94,7 +95,7 @@ def train(paths: Paths, task: str, cfg: UseConfig, meta: tracking.RunMeta | None
                       ) as run_id:
         tracking.log_dataset(dd, card.fingerprint, task, str(paths.built(task)))
         start = time.perf_counter()
-        vectors([t for s in dataset.SPLITS for t in dd[s]["text"]])
+        vectors([t for s in SPLITS for t in dd[s]["text"]])
         embed_seconds = time.perf_counter() - start
         arrays = fit(cfg, dd["train"], vectors)
         finished = finish_run(paths, Trained(

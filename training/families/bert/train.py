@@ -38,6 +38,7 @@ from transformers import (
 
 from training import dataset, options, tracking
 from training.configs import DEFAULT_MODEL, BertTrainConfig  # noqa: F401 (re-exported)
+from training.datacard import DataCard
 from training.families.bert import export as bert_export
 from training.families.bert import heads
 from training.families.bert.e5 import E5_NAME
@@ -334,7 +335,7 @@ def train(paths: Paths, task: str, cfg: BertTrainConfig, meta: tracking.RunMeta 
 
 
 def _ship(paths: Paths, task: str, cfg: BertTrainConfig, run_id: str, dd: DatasetDict,
-          card: dataset.DataCard, model: Any, tokenizer: Any, max_length: int,
+          card: DataCard, model: Any, tokenizer: Any, max_length: int,
           metrics: dict[str, float], source: str, step: int) -> Finished:
     texts, y = list(dd["test"]["text"]), np.array(dd["test"]["label"])
     labels = dd["train"].features["label"].names
