@@ -34,6 +34,7 @@ from transformers import TrainerCallback  # noqa: E402
 
 from training.cli import main  # noqa: E402
 from training.families.bert import train as bert  # noqa: E402
+from training.families.bert import trainer as bert_trainer  # noqa: E402
 from training.project import Paths, ProjectError  # noqa: E402
 
 
@@ -143,9 +144,9 @@ def test_a_killed_run_resumes_from_its_last_complete_checkpoint(
 
 def test_class_weights_weigh_the_loss() -> None:
     y = np.array([0, 0, 0, 1])
-    w = bert.balanced_weights(y, 3)
+    w = bert_trainer.balanced_weights(y, 3)
     assert w.tolist() == pytest.approx([4 / 9, 4 / 3, 4 / 3])  # an absent class gets weight n/k
-    trainer = bert.WeightedTrainer.__new__(bert.WeightedTrainer)
+    trainer = bert_trainer.WeightedTrainer.__new__(bert_trainer.WeightedTrainer)
     trainer.class_weights = torch.tensor([1.0, 3.0])
 
     class Model(torch.nn.Module):
@@ -162,9 +163,10 @@ def test_class_weights_weigh_the_loss() -> None:
 
 def test_max_length_from_the_token_lengths() -> None:
     lengths = np.array([10] * 98 + [30, 300])
-    assert bert.choose_max_length(lengths, 128) == math.ceil(np.percentile(lengths, 99) / 8) * 8
-    assert bert.choose_max_length(np.array([11] * 100), 128) == 16
-    assert bert.choose_max_length(np.array([500] * 100), 128) == 128
+    assert bert_trainer.choose_max_length(lengths, 128) == \
+        math.ceil(np.percentile(lengths, 99) / 8) * 8
+    assert bert_trainer.choose_max_length(np.array([11] * 100), 128) == 16
+    assert bert_trainer.choose_max_length(np.array([500] * 100), 128) == 128
     with pytest.raises(ValueError, match="max_length: 4 is outside 8-512"):
         bert.BertTrainConfig(max_length=4)
     assert bert.BertTrainConfig().params()["max_length"] == "auto"
@@ -254,7 +256,7 @@ def test_embeddings_get_their_own_learning_rate(tiny_model: Path, tmp_path: Path
                                           use_cpu=True, report_to="none")
     weight = model.get_input_embeddings().weight
     for rate, want in ((None, 1e-4), (1e-5, 1e-5)):
-        opt = bert.WeightedTrainer(model=model, args=args,
+        opt = bert_trainer.WeightedTrainer(model=model, args=args,
                                    embedding_lr=rate).create_optimizer()
         (group,) = [g for g in opt.param_groups if any(p is weight for p in g["params"])]
         assert group["lr"] == want
