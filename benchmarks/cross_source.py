@@ -34,8 +34,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import f1_score
 
 from training import compare, crosssource, dataset, headlines
-from training.configs import TfidfConfig
-from training.dataset import BuildConfig
+from training.configs import BuildConfig, TfidfConfig
 from training.families import tfidf
 from training.headlines import Aliases
 from training.ingest import sites

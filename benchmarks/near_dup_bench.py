@@ -18,7 +18,7 @@ from scipy.sparse import coo_matrix, csgraph
 from sklearn.feature_extraction.text import CountVectorizer
 
 from training import dataset, near_dup
-from training.dataset import BuildConfig
+from training.configs import BuildConfig
 from training.text import dedup_key
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -51,7 +51,7 @@ def main() -> None:
     args = ap.parse_args()
     dd, card = dataset.load(args.root / "data" / "build" / "category")
     texts = [t for split in ("train", "validation", "test") for t in dd[split]["text"]]
-    cfg = BuildConfig.for_task("category")
+    cfg = BuildConfig("category")
     start = time.perf_counter()
     exact = exact_edges(texts, cfg.near_duplicate_threshold)
     exact_s = time.perf_counter() - start

@@ -21,7 +21,7 @@ from sklearn.pipeline import make_pipeline, make_union
 from sklearn.svm import LinearSVC
 
 from training import export, pipeline
-from training.dataset import BuildConfig
+from training.configs import BuildConfig
 from training.families import tfidf
 from training.project import Paths
 from training.text import for_model

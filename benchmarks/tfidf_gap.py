@@ -22,8 +22,7 @@ from sklearn.pipeline import make_pipeline, make_union
 from sklearn.svm import LinearSVC
 
 from training import compare, pipeline
-from training.configs import TfidfConfig
-from training.dataset import BuildConfig
+from training.configs import BuildConfig, TfidfConfig
 from training.families.tfidf import NgramTfidf
 from training.project import Paths
 from training.text import for_model

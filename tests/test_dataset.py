@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from training import datacard, dataset, headlines, near_dup
-from training.dataset import BuildConfig
+from training.configs import BuildConfig
 from training.headlines import Aliases, Headline
 from training.text import dedup_key, tr_upper
 

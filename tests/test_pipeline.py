@@ -328,3 +328,25 @@ def test_the_library_runs_without_typer():
             "training.spark_build; print('typer' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_build_settings_come_from_one_dataclass(project: Path, tmp_path: Path, capsys) -> None:
+    """`manset build`'s options and --config keys are BuildConfig's fields; a setting left out
+    is the task's own default (training/tasks.py), and the help says each task's."""
+    from training import tasks
+    from training.configs import BuildConfig
+
+    assert main(["import", "--root", str(project)]) == 0
+    settings = tmp_path / "build.toml"
+    settings.write_text("test_fraction = 0.3\nmin_count = 5\n")
+    assert main(["build", "--root", str(project), "--config", str(settings)]) == 0
+    dd, _ = dataset.load(project / "data" / "build" / "category")
+    assert 0.25 < len(dd["test"]) / sum(len(dd[s]) for s in dd) < 0.35
+    assert BuildConfig("topic").min_count == tasks.get("topic").min_count != \
+        BuildConfig("category").min_count
+    assert BuildConfig("topic", min_count=3).min_count == 3
+    capsys.readouterr()
+    assert main(["build", "--help"]) == 0
+    shown = " ".join(capsys.readouterr().out.split())
+    assert all(f"{t.min_count} for {t.name}" in shown for t in tasks.TASKS.values())
+    assert main(["build", "--root", str(project), "--task", "nope"]) == 2

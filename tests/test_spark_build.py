@@ -6,7 +6,8 @@ from dataclasses import asdict
 import pytest
 
 from training import headlines, pipeline
-from training.dataset import SPLITS, BuildConfig
+from training.configs import BuildConfig
+from training.dataset import SPLITS
 from training.headlines import Aliases, Headline
 from training.project import Paths
 from training.text import tr_upper
@@ -28,7 +29,7 @@ def test_spark_build_gives_the_local_build(project):
         *(Headline(tr_upper(t), "spor", "other.example") for t in first[25:]),  # exact dups
     ], aliases)
     con.close()
-    cfg = BuildConfig.for_task("category")
+    cfg = BuildConfig("category")
     local_dd, local_card = pipeline.build(paths, cfg, save=False)
     spark_dd, spark_card = pipeline.build(paths, cfg, save=False, engine="spark")
     # the same rows, in the same splits and groups, in the same order; the same card

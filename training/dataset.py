@@ -6,7 +6,7 @@ import json
 import sqlite3
 from collections import Counter
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import NamedTuple
 
@@ -14,40 +14,11 @@ import numpy as np
 from datasets import ClassLabel, Dataset, DatasetDict, Features, Value, load_from_disk
 
 from training import datacard, near_dup, tasks
-from training.configs import DEFAULT_SEED
+from training.configs import BuildConfig
 from training.datacard import SPLITS, DataCard
 from training.files import staged_dir
 from training.headlines import Aliases
 from training.text import dedup_key
-
-
-@dataclass(frozen=True)
-class BuildConfig:
-    task: str = "category"
-    seed: int = DEFAULT_SEED  # the split must not change between runs on the same data
-    # Category: 0.1 of all rows (~3k test headlines on the bundled data: ±0.5 point macro-F1
-    # noise). A task with gold labels splits those alone (for_task gives its own defaults).
-    test_fraction: float = 0.1
-    validation_fraction: float = 0.1  # for early stopping and calibration checks
-    min_count: int = 30  # rows a class needs (gold rows when the task has gold labels)
-    distant_per_label: int | None = None  # distant rows kept per label (seeded), None: all
-    # Cosine of character 5-gram sets above which two headlines are one story reworded
-    # ("Borsa güne yükselişle başladı" / "Borsa güne yükselişle başladı (10 Mart)").
-    near_duplicate_threshold: float = 0.8
-
-    def __post_init__(self) -> None:
-        tasks.get(self.task)
-        if not 0 < self.test_fraction < 0.5 or not 0 < self.validation_fraction < 0.5:
-            raise ValueError("test_fraction and validation_fraction must lie between 0 and 0.5")
-
-    @classmethod
-    def for_task(cls, name: str, **given: object) -> "BuildConfig":
-        """The task's defaults (training.tasks), overridden by the options given."""
-        task = tasks.get(name)
-        defaults = {"test_fraction": task.test_fraction, "min_count": task.min_count,
-                    "validation_fraction": task.validation_fraction,
-                    "distant_per_label": task.distant_per_label}
-        return cls(task=name, **{**defaults, **given})  # type: ignore[arg-type]
 
 
 class _Labelled(NamedTuple):
@@ -122,10 +93,12 @@ def split_of(keys: np.ndarray, cfg: BuildConfig) -> np.ndarray:
     rows it trained on. Each label's shares are binomial around the fractions (a 1,000-row
     label: test 100 ± 10), not exact; the data card shows them.
     (The earlier rule shuffled each label's groups: one new page reshuffled every row.)"""
+    test, validation = cfg.test_fraction, cfg.validation_fraction
+    assert test is not None and validation is not None  # BuildConfig fills in the task's
     u = _uniform(keys, cfg.seed)
     split = np.full(len(keys), "train", dtype=object)
-    split[u < cfg.test_fraction + cfg.validation_fraction] = "validation"
-    split[u < cfg.test_fraction] = "test"
+    split[u < test + validation] = "validation"
+    split[u < test] = "test"
     return split
 
 
@@ -152,7 +125,7 @@ def build(rows: Iterable[sqlite3.Row], cfg: BuildConfig, gold: dict[str, str] | 
         rows, gold, mapping, aliases)
     scored = "gold" if gold else None
     counts = Counter(r["label"] for r in kept if scored in (None, r["label_source"]))
-    dropped = {k: v for k, v in counts.items() if v < cfg.min_count}
+    dropped = {k: v for k, v in counts.items() if v < (cfg.min_count or 0)}
     kept = [r for r in kept if r["label"] not in dropped and r["label"] in counts]
     names = sorted({r["label"] for r in kept})
     check_classes(cfg, names)

@@ -30,6 +30,9 @@ class Option:
     help: str
     range: tuple[float, float] | None = None  # the values it accepts (metadata "range")
     tracked: bool = True  # a run's setting (metadata "tracked" False: how to run, like resume)
+    shown: str | None = None  # the default as help shows it (metadata "shown"), where None means
+    #                           "decided later" (a task's own default)
+    check: Callable[[Any], object] | None = None  # raises ValueError for a bad value ("check")
 
     @property
     def flag(self) -> str:
@@ -51,7 +54,8 @@ def options(cls: type) -> list[Option]:
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[operator]
         out.append(Option(f.name, (f.name,), base, type(None) in args, default,
                           f.metadata.get("help", ""), f.metadata.get("range"),
-                          f.metadata.get("tracked", True)))
+                          f.metadata.get("tracked", True), f.metadata.get("shown"),
+                          f.metadata.get("check")))
     names = [o.name for o in out]
     assert len(names) == len(set(names)), f"{cls.__name__}: two fields share a name"
     return out
@@ -169,7 +173,7 @@ def _annotation(o: Option) -> Any:
     shown = {"True": "on", "False": "off"}.get(shown, shown)
     # the default in the help itself: the option's own default is None (so that a value given
     # is told from one left out), and a string show_default would print in parentheses
-    text = f"{o.help} [default: {shown}]"
+    text = f"{o.help} {o.shown or f'[default: {shown}]'}"
     if o.type is bool:
         return Annotated[bool | None, typer.Option(f"{o.flag}/--no-{o.flag[2:]}",
                                                    help=text, show_default=False)]
@@ -195,4 +199,9 @@ def _parse(o: Option, given: Any) -> Any:
             raise typer.BadParameter(f"expected {o.type.__name__} or none, got {given!r}") from e
     if o.range is not None and not o.range[0] <= value <= o.range[1]:
         raise typer.BadParameter(f"{value!r} is outside {o.range[0]}-{o.range[1]}")
+    if o.check is not None:
+        try:
+            o.check(value)
+        except ValueError as e:
+            raise typer.BadParameter(str(e)) from e
     return value

@@ -11,9 +11,8 @@ from datasets import DatasetDict
 
 from training import dataset, families, headlines, ingest, tasks
 from training.annotation import gold
-from training.configs import TfidfConfig
+from training.configs import BuildConfig, TfidfConfig
 from training.datacard import DataCard
-from training.dataset import BuildConfig
 from training.ingest import sites
 from training.project import Paths
 from training.shipping import TrainResult
@@ -57,7 +56,7 @@ def run_all(paths: Paths) -> tuple[list[TrainResult], list[str]]:
     for task in tasks.TASKS:
         progress.info("building the %s dataset", task)
         try:
-            _, card = build(paths, BuildConfig.for_task(task))
+            _, card = build(paths, BuildConfig(task))
         except ValueError as e:
             notes.append(f"{task}: skipped, {e}")
             continue

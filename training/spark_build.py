@@ -26,8 +26,8 @@ import pandas as pd
 from datasets import Dataset, DatasetDict
 
 from training import datacard, dataset, near_dup
+from training.configs import BuildConfig
 from training.datacard import SPLITS, DataCard
-from training.dataset import BuildConfig
 from training.headlines import Aliases
 
 COLUMNS = ("id", "text", "category_raw", "category", "source")  # of the headline table
@@ -87,7 +87,7 @@ def build(spark: Any, table: Any, cfg: BuildConfig, gold: dict[str, str],
     scored = "gold" if gold else None
     counted = kept if scored is None else kept.where(F.col("label_source") == "gold")
     counts = {r["label"]: r["count"] for r in counted.groupBy("label").count().collect()}
-    dropped = {k: v for k, v in counts.items() if v < cfg.min_count}
+    dropped = {k: v for k, v in counts.items() if v < (cfg.min_count or 0)}
     names = sorted(k for k in counts if k not in dropped)
     dataset.check_classes(cfg, names)
     kept = kept.where(F.col("label").isin(names))

@@ -179,3 +179,6 @@ class Bundle:
 
 NAMES_FILE = "label_names.json"  # label → {"en", "tr"}, in bundles whose labels are codes
 INT8_FILE = "model.int8.onnx"  # a BERT bundle's quantised model, when it kept one
+# ...which it keeps only when it loses at most this much test macro-F1 against fp32 (DESIGN.md)
+INT8_TOLERANCE = 0.005
+INT8_PROMISE = f"within {INT8_TOLERANCE * 100:g} point macro-F1 of fp32"  # for help texts

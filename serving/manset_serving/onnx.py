@@ -13,7 +13,7 @@ import numpy as np
 import onnxruntime as ort
 from tokenizers import Tokenizer
 
-from manset_serving.bundle import INT8_FILE, Bundle
+from manset_serving.bundle import INT8_FILE, INT8_PROMISE, Bundle
 from manset_serving.features import softmax
 
 ONNX_FILE = "model.onnx"
@@ -50,12 +50,11 @@ class OnnxPredictor:
     @classmethod
     def load(cls, bundle: Bundle, int8: bool = False, threads: int = 0) -> "OnnxPredictor":
         """fp32 by default: the int8 model is faster but not argmax-identical to the trained one.
-        `int8=True` needs the bundle to have kept it (it is dropped when it loses > 0.5 point
-        macro-F1)."""
+        `int8=True` needs the bundle to have kept it (bundle.INT8_TOLERANCE)."""
         name = INT8_FILE if int8 else ONNX_FILE
         if int8 and not bundle.has(INT8_FILE):
-            raise bundle.error("not in this bundle (the int8 model is kept only when it loses at "
-                               "most 0.5 point test macro-F1)", INT8_FILE)
+            raise bundle.error(f"not in this bundle (the int8 model is kept only when it is "
+                               f"{INT8_PROMISE})", INT8_FILE)
         try:
             sess = session(bundle.read(name), threads)
         except (ort.capi.onnxruntime_pybind11_state.Fail,

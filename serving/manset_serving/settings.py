@@ -6,6 +6,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from manset_serving.bundle import INT8_PROMISE
 from manset_serving.features import check_ranges
 from manset_serving.inputs import MAX_CHARS
 
@@ -49,8 +50,8 @@ class Settings:
     access_log: bool = field(default=True, metadata={
         "help": "One JSON line per request on stderr: time, route, status, headlines, ms."})
     int8: bool = field(default=False, metadata={
-        "help": "Serve a BERT bundle's int8 ONNX model (faster, within 0.5 point macro-F1) "
-                "where the bundle kept one."})
+        "help": f"Serve a BERT bundle's int8 ONNX model (faster, {INT8_PROMISE}) where the "
+                "bundle kept one."})
     abstain: bool = field(default=False, metadata={
         "help": "Answer label null (\"not sure\") below each bundle's threshold, chosen on "
                 "validation for the precision its config states."})

@@ -15,14 +15,14 @@ from rich.table import Table
 from training.cli.common import (
     PROGRESS,
     RootOpt,
-    TaskOpt,
     app,
     err,
     known_task,
     project_paths,
     stage,
 )
-from training.configs import DEFAULT_SEED
+from training.configs import DEFAULT_SEED, BuildConfig
+from training.options import with_config
 from training.project import Paths
 
 
@@ -101,28 +101,23 @@ def _ingest_report(reports: Iterable) -> int:
 
 
 @app.command(short_help="Build a task's dataset: dedupe, group, split.")
-def build(task: TaskOpt = "category", root: RootOpt = Path("."),
-          seed: Annotated[int, typer.Option(help="Split seed.")] = DEFAULT_SEED,
-          min_count: Annotated[int | None, typer.Option(
-              help="Drop smaller classes (counting gold rows where the task has them) "
-                   "[default: 30 for category, 20 for topic].")] = None,
+@with_config(BuildConfig)
+def build(cfg: BuildConfig, root: RootOpt = Path("."),
           engine: Annotated[str, typer.Option(
               help="local, or spark: the same build on Spark (local mode here, a cluster "
                    "under spark-submit; docs/scale.md).")] = "local",
           table: Annotated[str | None, typer.Option(
               help="With --engine spark: Parquet files of the headline table (a cluster's "
                    "path); default: data/headlines.sqlite, copied to Parquet.")] = None) -> None:
-    """Build the dataset of a task: dedupe, group near-duplicates, split, fingerprint."""
+    """Build the dataset of a task: dedupe, group near-duplicates, split, fingerprint. Every
+    setting is an option, or a key of a --config TOML file."""
     from training import pipeline
-    from training.dataset import BuildConfig
 
     if engine not in ("local", "spark"):
         raise ValueError(f"--engine {engine!r}: local or spark")
     if table is not None and engine != "spark":
         raise ValueError("--table is read by --engine spark only")
-    given = {"seed": seed} | ({} if min_count is None else {"min_count": min_count})
-    _, card = pipeline.build(project_paths(root), BuildConfig.for_task(task, **given),
-                             engine=engine, table=table)
+    _, card = pipeline.build(project_paths(root), cfg, engine=engine, table=table)
     for w in card.warnings():
         err.print(f"[yellow]warning: {w}")
     err.print(card.markdown())

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from manset_serving.bundle import INT8_PROMISE
 from manset_serving.settings import Settings
 
 from training import families
@@ -29,7 +30,7 @@ def predict(
         "--input", help="A file: one headline per line, or a CSV with a 'title' column; "
                         "- reads lines from stdin.")] = None,
     int8: Annotated[bool, typer.Option(
-        "--int8", help="A BERT bundle's int8 model: faster, within 0.5 point macro-F1.")] = False,
+        "--int8", help=f"A BERT bundle's int8 model: faster, {INT8_PROMISE}.")] = False,
     abstain: Annotated[bool, typer.Option(
         "--abstain", help=ABSTAIN_HELP)] = False,
     root: RootOpt = Path("."),
