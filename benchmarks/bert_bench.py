@@ -7,7 +7,7 @@ time, and prediction throughput of torch fp32, ONNX fp32 and ONNX int8 on the sa
 Needs the built category dataset (`manset build --task category`). Trains in a scratch project,
 benchmarks/out/bert/root, holding a copy of data/build/category, so the main project's models/
 and mlruns/ stay as they are; the run is tracked and exported there like any other. Results go to
-benchmarks/out/bert/results.json; benchmarks/BERT.md records them.
+benchmarks/out/bert/results.json; benchmarks/experiments/bert-on-cpu.md records them.
 """
 
 import argparse

@@ -40,7 +40,7 @@ class TfidfConfig:
         "help": "liblinear: the exact SVM, the whole training matrix in memory (about 6 KB a "
                 "row); sgd: the same hinge loss by stochastic gradient over chunks of rows, "
                 "memory flat at any size, five times faster (on the bundled data 0.3 point "
-                "macro-F1 lower, within noise: benchmarks/solver_bench.py); auto: liblinear up "
+                "macro-F1 lower, within noise: benchmarks/experiments/solver_bench.py); auto: liblinear up "
                 "to 200,000 training rows, sgd above."})
     sgd_epochs: int = field(default=5, metadata={
         "range": (1, 100), "help": "Passes over the training rows with the sgd solver."})
@@ -72,7 +72,7 @@ class BertTrainConfig:
     learning_rate: float = field(default=5e-5, metadata={
         "range": (1e-8, 1),
         "help": "The top of the BERT paper's 2e-5..5e-5 (small models such as e5-small want "
-                "~1e-4: benchmarks/BERT.md)."})
+                "~1e-4: benchmarks/experiments/bert-on-cpu.md)."})
     weight_decay: float = field(default=0.01, metadata={
         "range": (0, 1),
         "help": "The usual AdamW setting for BERT fine-tuning."})
@@ -98,7 +98,7 @@ class BertTrainConfig:
                 "learning rate); a lower one keeps the large vocabulary near its pretraining."})
     freeze_embeddings: bool = field(default=False, metadata={
         "help": "Keep the word embeddings fixed. Trained, only the rows of tokens in the "
-                "training split move, at the cost per step of frozen ones (benchmarks/BERT.md)."})
+                "training split move, at the cost per step of frozen ones (benchmarks/experiments/bert-on-cpu.md)."})
     patience: int = field(default=2, metadata={
         "range": (0, 1000),
         "help": "Evaluations without a better validation macro-F1 before stopping."})

@@ -10,7 +10,7 @@ writes each split as Parquet, and the driver turns them into the dataset `manset
 Candidates come from the same banded MinHash as the local engine (32 bands of 4 hashes), not from
 MLlib's MinHashLSH, which amplifies with OR only (one minimum per hash table): on 20,000 bundled
 headlines its 10 tables make 1.7% of all pairs candidates, 66 times manset's bands, and a share of
-all pairs grows with the square of the rows (benchmarks/spark_lsh_bench.py).
+all pairs grows with the square of the rows (benchmarks/experiments/spark_lsh_bench.py).
 """
 
 import itertools

@@ -4,7 +4,8 @@ the two with `manset train ensemble`, and score all three on the same test rows 
 bootstrap tests, each seed alone and the mean over the seeds. Prints one row per seed and the
 mean and spread; writes benchmarks/out/ensemble.json.
 
-    .venv/bin/python benchmarks/ensemble_bench.py benchmarks/out/bert-mean-s1{3,4,5}/root
+    .venv/bin/python benchmarks/experiments/ensemble_bench.py \\
+        benchmarks/out/bert-mean-s1{3,4,5}/root
 
 Speeds: each bundle's own figure (finish_run's median of timed batches, measured in its own
 run), and with --time ROWS the three bundles of the first project timed in turns in this process.
@@ -21,13 +22,13 @@ from pathlib import Path
 import numpy as np
 from sklearn.metrics import f1_score
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from manset_serving import load  # noqa: E402
 
 from training import compare, dataset  # noqa: E402
-from training.configs import TfidfConfig  # noqa: E402
+from training.configs import EnsembleConfig, TfidfConfig  # noqa: E402
 from training.families import ensemble, tfidf  # noqa: E402
 from training.files import write_text  # noqa: E402
 from training.project import Paths  # noqa: E402
@@ -69,7 +70,7 @@ def one(root: Path) -> tuple[dict, np.ndarray, dict[str, np.ndarray]]:
     if not paths.bundle("category", "tfidf").is_dir():
         tfidf.train(paths, "category", TfidfConfig())
     if _stale(paths):
-        ensemble.train_ensemble(paths, "category")
+        ensemble.train(paths, "category", EnsembleConfig())
     texts, y = list(dd["test"]["text"]), np.array(dd["test"]["label"])
     out: dict = {"root": str(root), "dataset_fingerprint": card.fingerprint}
     preds = {}

@@ -7,7 +7,7 @@ Where a section's headlines land says what the other outlets call that kind of n
 is a catch-all. Reads the headline table (`manset import` first); prints a Markdown table and
 writes benchmarks/out/alias_evidence.json.
 
-    .venv/bin/python benchmarks/alias_evidence.py [--top 3] [--within 42bin-haber]
+    .venv/bin/python benchmarks/experiments/alias_evidence.py [--top 3] [--within 42bin-haber]
 """
 
 import argparse
@@ -23,7 +23,7 @@ from training.configs import TfidfConfig
 from training.families import tfidf
 from training.text import dedup_key
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 MIN_ROWS = 100  # sections (and sources) smaller than this are neither trained on nor shown
 
 

@@ -3,7 +3,7 @@ bundle of setting A against setting B's on the same test rows, and the paired te
 over the seeds. Reads the test predictions each bundle's MLflow run logged, so nothing is
 re-scored. The i-th project of A and of B must be the same seed.
 
-    .venv/bin/python benchmarks/settings_bench.py \\
+    .venv/bin/python benchmarks/experiments/settings_bench.py \\
         --a benchmarks/out/bert-mean-emb-s1{3,4,5}/root --b benchmarks/out/bert-mean-s1{3,4,5}/root
 """
 
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import mlflow
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from training import compare, tracking  # noqa: E402

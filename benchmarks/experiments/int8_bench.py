@@ -2,9 +2,10 @@
 ONNX fp32: each graph and torch timed in turns (so a busy spell on a shared machine hits them
 alike), median of the passes, then one-headline latency.
 
-    .venv/bin/python benchmarks/int8_bench.py benchmarks/out/bert-mean-s13/root --repeats 5
+    .venv/bin/python benchmarks/experiments/int8_bench.py benchmarks/out/bert-mean-s13/root \\
+        --repeats 5
     # only some graphs (beside torch, ONNX fp32 and the shipped one), few timing passes:
-    .venv/bin/python benchmarks/int8_bench.py ROOT --rows 300 --repeats 1 \
+    .venv/bin/python benchmarks/experiments/int8_bench.py ROOT --rows 300 --repeats 1 \
         --only "shipped, feed-forward output products kept fp32"
 
 --split validation scores (and times) the validation split instead of test.
@@ -27,7 +28,7 @@ import torch
 from sklearn.metrics import f1_score
 from tokenizers import Tokenizer
 
-HERE = Path(__file__).resolve().parents[1]
+HERE = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(HERE))
 
 from manset_serving.onnx import OnnxPredictor, session  # noqa: E402

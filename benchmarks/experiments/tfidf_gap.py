@@ -3,7 +3,8 @@
 on test, with a paired bootstrap against the default settings and against the reference on the
 same test rows. Writes benchmarks/out/tfidf_gap_split<seed>.json.
 
-    .venv/bin/python benchmarks/tfidf_gap.py [--split-seed 14] [--only reference "default ..."]
+    .venv/bin/python benchmarks/experiments/tfidf_gap.py [--split-seed 14] \\
+        [--only reference "default ..."]
 
 The temperature calibration does not change the argmax, so the candidates are fitted as the plain
 balanced LinearSVC on manset's hashed features: the labels are those the bundle would give.
@@ -27,7 +28,7 @@ from training.families.tfidf import NgramTfidf
 from training.project import Paths
 from training.text import for_model
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 DEFAULT = TfidfConfig()
 CANDIDATES = {
     "default (char 1-5, C 0.5, 2^20)": DEFAULT,

@@ -5,7 +5,7 @@ and fit seconds; then the paired bootstrap over seeds on the same test rows. Wri
 benchmarks/out/solver.json.
 
     .venv/bin/manset build --task category
-    .venv/bin/python benchmarks/solver_bench.py [--seeds 13 14 15]
+    .venv/bin/python benchmarks/experiments/solver_bench.py [--seeds 13 14 15]
 """
 
 import argparse
@@ -21,7 +21,7 @@ from training import compare, dataset
 from training.configs import TfidfConfig
 from training.families import tfidf
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def main() -> None:

@@ -5,7 +5,7 @@ of all pairs (those sharing common 5-grams) are candidates: quadratic in the row
 bands of 4 minima keep pairs below Jaccard ~0.4 out.
 
     .venv/bin/manset build --task category
-    .venv/bin/python benchmarks/spark_lsh_bench.py [--rows 20000] [--tables 5 10]
+    .venv/bin/python benchmarks/experiments/spark_lsh_bench.py [--rows 20000] [--tables 5 10]
 """
 
 import argparse
@@ -17,7 +17,7 @@ from pathlib import Path
 from training import dataset, near_dup
 from training.text import dedup_key
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def main() -> None:
