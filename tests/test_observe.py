@@ -10,7 +10,7 @@ import httpx
 import pytest
 from manset_serving.bundle import sha256
 from prometheus_client.parser import text_string_to_metric_families
-from test_service import HEADLINES, Server, _start
+from test_service import HEADLINES, Server, start_server
 from test_serving import small_bundle
 
 from training import export
@@ -30,7 +30,7 @@ def server(tmp_path_factory: pytest.TempPathFactory):
     manifest["files"]["config.json"] = sha256(bundle / "config.json")
     (bundle / "manifest.json").write_text(json.dumps(manifest))
     export.install_champion(root / "models", "category", bundle, 1, "run-1")
-    s = _start(root / "models", root / "server.log")
+    s = start_server(root / "models", root / "server.log")
     yield s
     s.stop()
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from test_service import Server, _start, install
+from test_service import Server, install, start_server
 from test_serving import small_bundle
 
 BODY = b'{"headlines": ["Galatasaray derbiyi kazand\xc4\xb1"]}'
@@ -28,7 +28,7 @@ def _serve(models: Path, log: Path, *args: str, files: int | None = None) -> Ser
         if files is not None:
             resource.setrlimit(resource.RLIMIT_NOFILE, (files, files))
 
-    server = _start(models, log, *args, preexec_fn=limit)
+    server = start_server(models, log, *args, preexec_fn=limit)
     assert httpx.get(f"{server.url}/readyz", timeout=10).status_code == 200
     return server
 

@@ -18,7 +18,7 @@ import pytest
 from manset_serving import load
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
-from test_service import _start
+from test_service import start_server
 from test_serving import small_bundle
 
 from training import export, tracking
@@ -167,7 +167,7 @@ def test_mlflow_models_serve_answers_with_the_bundle_labels(store, tmp_path: Pat
             pytest.fail("mlflow models serve did not start")
         want = _labels(bundle, TEXTS)
         # manset-serve answers MLflow's scoring route as `mlflow models serve` does
-        ours = _start(export.install_champion(tmp_path / "models", "category", bundle, 1,
+        ours = start_server(export.install_champion(tmp_path / "models", "category", bundle, 1,
                                               "run").parent.parent, tmp_path / "ours.log")
         for body in ({"inputs": TEXTS}, {"inputs": {"text": TEXTS}},
                      {"dataframe_split": {"columns": ["text"], "data": [[t] for t in TEXTS]}},

@@ -78,7 +78,7 @@ class Server:
                 self.proc.wait(10)
 
 
-def _start(models: Path, log: Path, *args: str,
+def start_server(models: Path, log: Path, *args: str,
            preexec_fn: Callable[[], None] | None = None) -> Server:
     """manset-serve on a free loopback port, once /healthz answers (preexec_fn: run in the
     child before it starts, to set a resource limit)."""
@@ -109,7 +109,7 @@ def serve(tmp_path: Path) -> Iterator[Callable[..., Server]]:
     started: list[Server] = []
 
     def start(models: Path, *args: str) -> Server:
-        server = _start(models, tmp_path / f"server-{len(started)}.log", *args)
+        server = start_server(models, tmp_path / f"server-{len(started)}.log", *args)
         started.append(server)
         return server
 
@@ -175,7 +175,7 @@ def server(bundles: Bundles, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     models = tmp_path_factory.mktemp("models")
     install(models, "category", bundles.category, 1, "run-1")
     install(models, "topic", bundles.topic, 4, "run-topic")
-    s = _start(models, tmp_path_factory.mktemp("log") / "server.log")
+    s = start_server(models, tmp_path_factory.mktemp("log") / "server.log")
     yield s
     s.stop()
     assert s.proc.returncode == 0, s.log.read_text(errors="replace")
