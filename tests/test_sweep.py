@@ -64,6 +64,12 @@ def test_a_sweep_nests_its_trials_prunes_and_promotes_the_best_by_the_rule(train
     assert best.info.run_id in listed and not any(t.info.run_id in listed for t in trials)
 
 
-def test_a_sweep_of_no_trials_is_refused(trained: Path, capsys) -> None:
-    assert main(["sweep", "tfidf", "--root", str(trained), "--trials", "0"]) == 1
-    assert "--trials 0: at least 1" in capsys.readouterr().err
+def test_a_sweep_of_no_trials_is_refused(trained: Path, tmp_path: Path, capsys) -> None:
+    """The sweep's settings are SweepConfig's: the options and a --config file (its TF-IDF
+    settings in a [base] table) are checked alike."""
+    assert main(["sweep", "tfidf", "--root", str(trained), "--trials", "0"]) == 2
+    assert "0 is outside 1-10000" in capsys.readouterr().err
+    settings = tmp_path / "sweep.toml"
+    settings.write_text("trials = 0\n[base]\nC = 2\n")
+    assert main(["sweep", "tfidf", "--root", str(trained), "--config", str(settings)]) == 1
+    assert f"{settings}: trials: 0 is outside 1-10000" in capsys.readouterr().err

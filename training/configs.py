@@ -2,6 +2,7 @@
 command-line options and config files are derived from them (training/options.py). Light to
 import: the CLI reads them before anything heavy loads."""
 
+import os
 from dataclasses import asdict, dataclass, field, fields
 from typing import TypeVar
 
@@ -40,8 +41,8 @@ class TfidfConfig:
         "help": "liblinear: the exact SVM, the whole training matrix in memory (about 6 KB a "
                 "row); sgd: the same hinge loss by stochastic gradient over chunks of rows, "
                 "memory flat at any size, five times faster (on the bundled data 0.3 point "
-                "macro-F1 lower, within noise: benchmarks/experiments/solver_bench.py); auto: liblinear up "
-                "to 200,000 training rows, sgd above."})
+                "macro-F1 lower, within noise: benchmarks/experiments/solver_bench.py); auto: "
+                "liblinear up to 200,000 training rows, sgd above."})
     sgd_epochs: int = field(default=5, metadata={
         "range": (1, 100), "help": "Passes over the training rows with the sgd solver."})
     seed: int = field(default=DEFAULT_SEED, metadata={"range": SEEDS, "help": "Seed of the SVM."})
@@ -98,7 +99,8 @@ class BertTrainConfig:
                 "learning rate); a lower one keeps the large vocabulary near its pretraining."})
     freeze_embeddings: bool = field(default=False, metadata={
         "help": "Keep the word embeddings fixed. Trained, only the rows of tokens in the "
-                "training split move, at the cost per step of frozen ones (benchmarks/experiments/bert-on-cpu.md)."})
+                "training split move, at the cost per step of frozen ones "
+                "(benchmarks/experiments/bert-on-cpu.md)."})
     patience: int = field(default=2, metadata={
         "range": (0, 1000),
         "help": "Evaluations without a better validation macro-F1 before stopping."})
@@ -224,6 +226,38 @@ class BuildConfig:
             if getattr(self, name) is None:
                 object.__setattr__(self, name, getattr(task, name))
         check_ranges(self)
+
+
+@dataclass(frozen=True)
+class SweepConfig:
+    # Each setting's help (metadata) is also its command-line help: training/options.py.
+    trials: int = field(default=20, metadata={"range": (1, 10_000), "help": "Trials to run."})
+    sweep_seed: int = field(default=DEFAULT_SEED, metadata={
+        "range": SEEDS, "help": "Seed of the sampler and of the rows a trial is first fitted on."})
+    # the TF-IDF settings the search does not vary (C, n-gram ranges, tf scaling and class
+    # weighting are searched): options and --config keys of their own, as in train tfidf
+    base: TfidfConfig = field(default_factory=TfidfConfig)
+
+
+@dataclass(frozen=True)
+class AnnotateConfig:
+    # Each setting's help (metadata) is also its command-line help: training/options.py.
+    task: str = field(default="topic", metadata={
+        "help": "The task to annotate: one with gold labels (training/tasks.py).",
+        "check": tasks.get})
+    annotator: str = field(default_factory=lambda: os.environ.get("USER") or "annotator",
+                           metadata={"help": "Your name, recorded with every label."})
+    seed: int = field(default=DEFAULT_SEED, metadata={
+        "range": SEEDS, "help": "Seed of the sampling order."})
+    limit: int = field(default=200, metadata={
+        "range": (0, 10**7), "help": "Headlines to export for labelling (the gold rows come "
+                                     "with them, as annotations)."})
+
+    def __post_init__(self) -> None:
+        tasks.get(self.task)
+        check_ranges(self)
+        if not self.annotator.strip():
+            raise ValueError("annotator: empty; every label records who gave it")
 
 
 C = TypeVar("C")

@@ -105,8 +105,15 @@ def read_file(cls: type, path: Path) -> dict[str, Any]:
         raise ValueError(f"{path}: nested too deeply to be a config file") from e
     known = {o.name: o for o in options(cls)}
     flat: dict[str, Any] = {}
-    for key, value in raw.items():  # a [features] table, or its keys at the top level
-        flat |= value if isinstance(value, dict) and key not in known else {key: value}
+
+    def flatten(table: dict[str, Any]) -> None:  # a [features] table, or its keys at the top
+        for key, value in table.items():
+            if isinstance(value, dict) and key not in known:
+                flatten(value)
+            else:
+                flat[key] = value
+
+    flatten(raw)
     out = {}
     for key, value in flat.items():
         if key not in known:

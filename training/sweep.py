@@ -17,7 +17,7 @@ from datasets import DatasetDict
 from sklearn.metrics import f1_score
 
 from training import options, tracking
-from training.configs import DEFAULT_SEED, TfidfConfig
+from training.configs import SweepConfig, TfidfConfig
 from training.datacard import DataCard
 from training.families import tfidf
 from training.project import Paths
@@ -79,14 +79,11 @@ def objective(dd: DatasetDict, base: TfidfConfig, seed: int
     return run_trial
 
 
-def sweep_tfidf(paths: Paths, task: str, trials: int, base: TfidfConfig, dd: DatasetDict,
-                card: DataCard, meta: tracking.RunMeta | None = None,
-                seed: int = DEFAULT_SEED
-                ) -> SweepResult:
+def sweep_tfidf(paths: Paths, task: str, cfg: SweepConfig, dd: DatasetDict, card: DataCard,
+                meta: tracking.RunMeta | None = None) -> SweepResult:
     """Run the study in a parent run, log its summary and plot there, then train the best
     trial in full as a child run and promote it by the paired rule once all runs have ended."""
-    if trials < 1:
-        raise ValueError(f"--trials {trials}: at least 1")
+    trials, base, seed = cfg.trials, cfg.base, cfg.sweep_seed
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(
         direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed),

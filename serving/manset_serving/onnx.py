@@ -31,8 +31,8 @@ def session(model: Path | bytes, threads: int = 0) -> Any:
     """An onnxruntime CPU session; threads=0 lets onnxruntime use every physical core.
 
     The runtime's SkipLayerNormFusion is turned off: on the int8 graph its fused op ran slower
-    than the Add + LayerNormalization it replaces (benchmarks/experiments/bert-on-cpu.md, int8_bench.py); the fp32
-    graph is not affected."""
+    than the Add + LayerNormalization it replaces (benchmarks/experiments/bert-on-cpu.md,
+    int8_bench.py); the fp32 graph is not affected."""
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = threads
     return ort.InferenceSession(model if isinstance(model, bytes) else str(model), opts,

@@ -17,11 +17,10 @@ from training.cli.common import (
     RootOpt,
     app,
     err,
-    known_task,
     project_paths,
     stage,
 )
-from training.configs import DEFAULT_SEED, BuildConfig
+from training.configs import AnnotateConfig, BuildConfig
 from training.options import with_config
 from training.project import Paths
 
@@ -124,34 +123,30 @@ def build(cfg: BuildConfig, root: RootOpt = Path("."),
 
 
 @app.command("annotate", short_help="Label headlines, or exchange them with Label Studio.")
+@with_config(AnnotateConfig)
 def annotate_cmd(
-    task: Annotated[str, typer.Option(help="The task to annotate.", callback=known_task)
-                    ] = "topic",
-    annotator: Annotated[str, typer.Option(help="Your name, recorded with every label.",
-                                           envvar="USER")] = "annotator",
-    seed: Annotated[int, typer.Option(help="Seed of the sampling order.")] = DEFAULT_SEED,
+    cfg: AnnotateConfig,
     export_label_studio: Annotated[Path | None, typer.Option(
         help="Write tasks.json (gold rows as annotations, then --limit headlines to label) and "
              "config.xml (the labelling interface) into this folder, and stop.")] = None,
     import_label_studio: Annotated[Path | None, typer.Option(
         help="Merge a Label Studio JSON export into the gold file, and stop.")] = None,
-    limit: Annotated[int, typer.Option(help="Headlines to export for labelling (the gold rows "
-                                           "come with them, as annotations).", min=0)] = 200,
     root: RootOpt = Path("."),
 ) -> None:
     """Label headlines one key at a time (sampling rule: training/annotation/sampling.py), or
-    exchange tasks with Label Studio. Every answer is saved at once; a new session resumes."""
+    exchange tasks with Label Studio. Every answer is saved at once; a new session resumes.
+    Every setting is an option, or a key of a --config TOML file."""
     from training import annotation
     from training.annotation import terminal
 
     paths = project_paths(root)
-    session = annotation.open_session(paths, task, annotator, seed)
+    session = annotation.open_session(paths, cfg.task, cfg.annotator, cfg.seed)
     if import_label_studio is not None:
         added, kept = annotation.import_label_studio(session, import_label_studio)
         err.print(f"{added} labels added to {session.gold_path}; {kept} headlines already "
                   "labelled there were left as they were")
     elif export_label_studio is not None:
-        todo, gold = annotation.export_label_studio(session, export_label_studio, limit)
+        todo, gold = annotation.export_label_studio(session, export_label_studio, cfg.limit)
         err.print(f"{export_label_studio}: tasks.json ({todo} headlines to label, {gold} "
                   "labelled ones as annotations) and config.xml", markup=False)
     else:

@@ -30,7 +30,7 @@ from training.cli.common import (
     sweep_app,
     train_app,
 )
-from training.configs import DEFAULT_SEED, TfidfConfig
+from training.configs import SweepConfig
 from training.families import Family
 from training.options import with_config
 
@@ -60,11 +60,9 @@ def _trainer(family: Family) -> Callable[..., None]:
 
 
 @sweep_app.command("tfidf", short_help="Search TF-IDF's settings (Optuna).")
-@with_config(TfidfConfig)
+@with_config(SweepConfig)
 def sweep_tfidf(
-    cfg: TfidfConfig, task: TaskOpt = "category", root: RootOpt = Path("."),
-    trials: Annotated[int, typer.Option(help="Trials to run.")] = 20,
-    sweep_seed: Annotated[int, typer.Option(help="Seed of the sampler.")] = DEFAULT_SEED,
+    cfg: SweepConfig, task: TaskOpt = "category", root: RootOpt = Path("."),
     run_name: RunNameOpt = None, tag: TagOpt = None, description: DescriptionOpt = None,
 ) -> None:
     """Search C, the n-gram ranges, tf scaling and class weighting on the validation split: a
@@ -76,9 +74,8 @@ def sweep_tfidf(
     paths = project_paths(root)
     dd, card = dataset.load(paths.built(task))
     tracking.configure(paths.root)
-    with stage(f"sweeping tfidf on {task}: {trials} trials"):
-        result = sweep(paths, task, trials, cfg, dd, card, run_meta(run_name, tag, description),
-                       sweep_seed)
+    with stage(f"sweeping tfidf on {task}: {cfg.trials} trials"):
+        result = sweep(paths, task, cfg, dd, card, run_meta(run_name, tag, description))
     err.print(f"sweep run {result.parent_run_id}: {result.complete} trials complete, "
               f"{result.pruned} pruned; best settings {result.best_settings or 'the defaults'}")
     summary([result.best])
