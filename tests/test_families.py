@@ -85,3 +85,16 @@ def test_an_unknown_family_is_named_with_the_known_ones(trained: Path, capsys) -
     assert main(["train", "ensemble", "--members", "tfidf,xgboost", "--root", str(trained)]) == 1
     err = capsys.readouterr().err
     assert "model family 'xgboost': one of tfidf, bert, use, ensemble" in err
+
+
+def test_a_plugin_that_cannot_load_is_left_out_with_one_line(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog) -> None:
+    info = tmp_path / "broken_family-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: broken-family\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text("[manset.families]\nbroken = no_such_module:FAMILY\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert "broken" not in families.all_families()
+    assert "family 'broken' (no_such_module:FAMILY" in caplog.text
+    assert "No module named 'no_such_module'" in caplog.text
+    assert main(["train", "--help"]) == 0  # every other command still works

@@ -31,7 +31,7 @@ def import_cmd(root: RootOpt = Path(".")) -> None:
     and the gold labels under data/annotations into the headline table."""
     from training import pipeline
 
-    with stage("importing labelled headlines"):
+    with stage("importing the labelled CSVs, pages and gold labels"):
         imported = pipeline.import_all(project_paths(root))
     for name, st in imported.labelled.items():
         err.print(f"{name}: {st.found} rows, {st.new} new, {st.duplicates} already there")

@@ -13,6 +13,7 @@ entry-point group "manset.families", and its served predictor under "manset_serv
 """
 
 import importlib
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib.metadata import entry_points
@@ -23,6 +24,7 @@ from training.configs import BertTrainConfig, EnsembleConfig, TfidfConfig, UseCo
 from training.project import ProjectError
 
 GROUP = "manset.families"
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -76,13 +78,20 @@ BUILT_IN = {f.name: f for f in (
 
 
 def all_families() -> dict[str, Family]:
-    """The built-in families, then those other installed distributions name (entry points)."""
+    """The built-in families, then those other installed distributions name (entry points). A
+    plugin that cannot load is left out with one warning line: it must not take every command
+    down with it."""
     found = dict(BUILT_IN)
     for point in entry_points(group=GROUP):
-        family = point.load()
+        try:
+            family = point.load()
+        except Exception as e:  # whatever its import raises, it is the plugin's fault
+            family = f"{type(e).__name__}: {e}"
         if not isinstance(family, Family) or family.name != point.name:
-            raise ProjectError(f"entry point {point.name!r} of {GROUP} ({point.value}) is not "
-                               f"the Family named {point.name!r}")
+            log.warning("family %r (%s, entry point of %s) left out: %s", point.name,
+                        point.value, GROUP, family if isinstance(family, str) else
+                        f"not the Family named {point.name!r}")
+            continue
         found.setdefault(family.name, family)  # a plugin never replaces a built-in family
     return found
 
