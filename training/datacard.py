@@ -84,6 +84,7 @@ class DataCard:
                       *(f"- {x}" for x in self.conflict_examples)]
         return "\n".join(lines) + "\n"
 
+
 def _label_table(labels: list[str], by: dict[str, dict[str, int]]) -> list[str]:
     """Rows per label (lines) and per source or label source (columns), with totals."""
     keys = sorted(by)
@@ -94,6 +95,7 @@ def _label_table(labels: list[str], by: dict[str, dict[str, int]]) -> list[str]:
 
 CONFLICT_EXAMPLES = 20  # conflicting headlines the data card lists
 
+
 def fingerprint(dd: DatasetDict) -> str:
     h = hashlib.sha256()
     for name in SPLITS:
@@ -103,6 +105,7 @@ def fingerprint(dd: DatasetDict) -> str:
             h.update("".join(f"{name}\t{i}\t{t}\t{names[lb]}\n"
                              for i, t, lb in zip(ids, texts, labels, strict=True)).encode())
     return h.hexdigest()[:16]
+
 
 def make(dd: DatasetDict, task: str, names: list[str], *, seen: int, unlabelled: Counter,
          not_classes: Counter, conflicts: list[str], exact_duplicates: int, groups: np.ndarray,

@@ -32,12 +32,14 @@ def near_duplicate_groups(texts: list[str], threshold: float) -> np.ndarray:
             groups = components(np.concatenate(edges), len(texts))
     return groups
 
+
 def ngram_matrix(keys: list[str]) -> csr_matrix:
     """Rows of 1s at the hashed columns of each normalised text's character 5-grams."""
     vec = HashingVectorizer(analyzer="char_wb", ngram_range=(5, 5), binary=True, norm=None,
                             alternate_sign=False, n_features=NGRAM_COLUMNS, dtype=np.float32)
     return sparse.vstack([vec.transform(keys[lo:lo + CHUNK]) for lo in range(0, len(keys), CHUNK)]
                          or [csr_matrix((0, NGRAM_COLUMNS), dtype=np.float32)]).tocsr()
+
 
 def cosine(x: csr_matrix, pairs: np.ndarray) -> np.ndarray:
     """Cosine of each pair's 5-gram sets: shared / sqrt(size * size), in float64 and in this
@@ -48,6 +50,7 @@ def cosine(x: csr_matrix, pairs: np.ndarray) -> np.ndarray:
               for lo in range(0, len(pairs), CHUNK)]
     return np.concatenate(shared or [np.empty(0)]) / np.sqrt(
         size[pairs[:, 0]] * size[pairs[:, 1]]).clip(min=1)
+
 
 def components(edges: np.ndarray, n: int) -> np.ndarray:
     """Connected components: a group id per row, numbered in the order of each group's first row."""
@@ -73,6 +76,7 @@ _ADD = _HASH.integers(0, 2**63, LSH_BANDS * LSH_ROWS, dtype=np.uint64)
 
 _BAND = _HASH.integers(1, 2**63, LSH_ROWS, dtype=np.uint64) | np.uint64(1)
 
+
 def band_keys(x: csr_matrix) -> np.ndarray:
     """Each row's LSH_BANDS band keys: rows whose keys agree in a band are candidate pairs. A
     row's MinHash signature is the minimum over its 5-gram columns of each of 128 multiply-shift
@@ -94,6 +98,7 @@ def band_keys(x: csr_matrix) -> np.ndarray:
                 LSH_BANDS, dtype=np.uint64)
     return keys
 
+
 def band_keys_of(grams: list[np.ndarray]) -> np.ndarray:
     """band_keys of rows given as arrays of 5-gram columns (a Spark batch)."""
     indptr = np.concatenate([[0], np.cumsum([len(g) for g in grams])])
@@ -101,6 +106,7 @@ def band_keys_of(grams: list[np.ndarray]) -> np.ndarray:
                     np.concatenate(grams or [np.empty(0, dtype=np.int32)]), indptr),
                    shape=(len(grams), NGRAM_COLUMNS))
     return band_keys(x)
+
 
 def same_key_pairs(key: np.ndarray) -> np.ndarray:
     """Every pair (i < j) of rows with the same key."""

@@ -34,6 +34,7 @@ class TrainResult:
     registration: registry.Registration
     note: str = ""  # what the user should know about the served champion
 
+
 @dataclass(frozen=True)
 class Trained:
     """A model fitted inside an open MLflow run, with what finish_run needs to ship it."""
@@ -52,6 +53,7 @@ class Trained:
     # The same family and settings trained afresh on other rows, for leave-one-source-out
     # (training.crosssource); None where a family cannot afford it in a run (BERT on a CPU).
     refit: crosssource.Refit | None = None
+
 
 @dataclass(frozen=True)
 class Finished:
@@ -81,6 +83,7 @@ class Finished:
                         f"could not be copied there: {e}")
         return TrainResult(t.task, t.family, t.run_id, self.metrics,
                            paths.bundle(t.task, t.family), registration, note)
+
 
 def finish_run(paths: Paths, t: Trained) -> Finished:
     """Evaluate, export (atomically) to models/<task>/<family>/, check the export against the
@@ -140,6 +143,7 @@ def finish_run(paths: Paths, t: Trained) -> Finished:
         ids=list(t.dd["test"]["id"]),
         predict=lambda uri, rows: _labels_of(uri, [x_test[i] for i in rows])))
 
+
 def pull_champion(paths: Paths, task: str) -> tuple[Path, str]:
     """Copy the registered champion's bundle from the tracking store to models/<task>/champion/
     (a fresh clone, a team server): checked like any bundle before it is installed."""
@@ -155,6 +159,7 @@ def pull_champion(paths: Paths, task: str) -> tuple[Path, str]:
                               f"{paths.champion(task)} is unchanged") from e
         return export.install_champion(paths.models, task, folder, version, run_id), version
 
+
 def catch_all_metrics(proba: evaluation.ProbaFn, dd: DatasetDict, labels: list[str]
                       ) -> dict[str, float]:
     """The test metrics again on the catch-all sections alone (Gündem, Dünya, Yaşam, ...), where
@@ -166,6 +171,7 @@ def catch_all_metrics(proba: evaluation.ProbaFn, dd: DatasetDict, labels: list[s
     sub = test.select(rows)
     return evaluation.evaluate(proba, list(sub["text"]), np.array(sub["label"]), labels,
                                "test_catchall").metrics | {"test_catchall_rows": len(rows)}
+
 
 def _labels_of(uri: str, texts: list[str]) -> list[str]:
     """The labels a registered model gives these headlines: a champion trained on another

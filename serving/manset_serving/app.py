@@ -26,6 +26,7 @@ from manset_serving.watch import INLINE_HEADLINES, Loaded, Registry
 
 log = logging.getLogger("manset_serving.service")
 
+
 class ClassifyRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
     headlines: list[str] | None = Field(None, description="Headlines to classify, in order.",
@@ -35,6 +36,7 @@ class ClassifyRequest(BaseModel):
     tasks: list[str] | None = Field(None, description="Tasks to run [default: every exported "
                                                       "task].", examples=[["category"]])
 
+
 class Prediction(BaseModel):
     label: str | None = Field(description="null when the service abstains (--abstain): the "
                                           "probabilities still hold the best guess")
@@ -43,9 +45,11 @@ class Prediction(BaseModel):
                                      "when label is null)")
     probabilities: dict[str, float]
 
+
 class ClassifyResponse(BaseModel):
     results: list[dict[str, Prediction]] = Field(description="One per headline: task → result")
     models: dict[str, dict[str, Any]] = Field(description="task → model, version, run id")
+
 
 def _request_schema(settings: Settings) -> dict[str, Any]:
     """ClassifyRequest's JSON schema with this service's limits, for the OpenAPI document (the
@@ -60,6 +64,7 @@ def _request_schema(settings: Settings) -> dict[str, Any]:
         schema["properties"][name].pop("anyOf", None)
     schema["oneOf"] = [{"required": ["headlines"]}, {"required": ["inputs"]}]
     return schema
+
 
 def create_app(settings: Settings) -> FastAPI:
     registry = Registry(settings.models, settings.int8, settings.abstain)

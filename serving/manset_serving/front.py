@@ -32,6 +32,7 @@ async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes | None:
         if not message.get("more_body", False):
             return b"".join(chunks)
 
+
 class Front:
     """POST /v1/classify answered straight from the ASGI server, everything else passed on to
     the FastAPI app (which documents the route and answers it too, for in-process clients).

@@ -27,7 +27,6 @@ CANDIDATE_EVERY = 4
 CANDIDATES_PER_LABEL = 40  # 25 gold rows are wanted per label; not every candidate is one
 
 
-
 @dataclass(frozen=True)
 class Item:
     id: str

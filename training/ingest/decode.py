@@ -45,6 +45,7 @@ def decode_page(data: bytes, path: Path) -> tuple[str, int]:
     repaired += sum(a != b for a, b in zip(lines, fixed, strict=True))
     return unicodedata.normalize("NFC", "\n".join(fixed)), repaired
 
+
 def _unmojibake(line: str) -> str:
     """The line with double encoding undone where ftfy is sure and the fix is Latin text."""
     if line.isascii() or not is_bad(line):  # the cheap checks first: most lines are clean
@@ -53,6 +54,7 @@ def _unmojibake(line: str) -> str:
     if fixed == line or is_bad(fixed) or not _LATIN.fullmatch("".join(set(fixed) - set(line))):
         return line
     return fixed
+
 
 def _decode_mixed(data: bytes) -> tuple[str | None, int]:
     """A page with both UTF-8 and cp1254 lines, each line read in its own encoding, and the
@@ -125,6 +127,7 @@ def decode(data: bytes, path: Path) -> str:
     if not text or controls > len(text[:8192]) / 100:
         raise ValueError(f"{path}: cannot tell the text encoding; is it a text or HTML page?")
     return text
+
 
 def _declared_charset(data: bytes) -> str | None:
     head = data[:4096]

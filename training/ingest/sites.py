@@ -28,6 +28,7 @@ class Layout:
     section: str | None = None
     time: str | None = None  # an element whose `datetime` attribute or text is the stamp
 
+
 @dataclass(frozen=True)
 class Profile:
     source: str
@@ -37,10 +38,12 @@ class Profile:
     sections: dict[str, str] = field(default_factory=dict)  # site label -> canonical category
     layouts: tuple[Layout, ...] = ()
 
+
 @cache
 def load_profiles(folder: Path = SITES) -> tuple[Profile, ...]:
     """Every data/sites/*.toml, checked once; a bad profile names its file."""
     return tuple(_profile(p) for p in sorted(folder.glob("*.toml")))
+
 
 def _profile(path: Path) -> Profile:
     try:
@@ -64,6 +67,7 @@ def _profile(path: Path) -> Profile:
     return Profile(source=raw["source"], path=path, hosts=tuple(raw.get("hosts", ())),
                    file_prefixes=tuple(raw.get("file_prefixes", (path.stem,))),
                    sections=dict(raw.get("sections", {})), layouts=tuple(layouts))
+
 
 def project_profiles(data: Path) -> tuple[Profile, ...]:
     """A project's site profiles: its data/sites/*.toml (under --root), or the bundled ones where

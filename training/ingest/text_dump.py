@@ -20,6 +20,7 @@ def _short_line(s: str) -> bool:
     """A line that may be a headline: short, with a letter (a longer one is a paragraph)."""
     return len(s) <= _MAX_HEADLINE and any(c.isalpha() for c in s)
 
+
 def _title_like(s: str) -> bool:
     """A block title: a known one, or a few capitalised words without punctuation or digits."""
     if label_key(s).replace("-", " ") in _BLOCK_TITLES:
@@ -28,6 +29,7 @@ def _title_like(s: str) -> bool:
     return (0 < len(words) <= 5 and len(s) <= 50 and not any(c.isdigit() for c in s)
             and s[-1] not in ".!?:,;…\"'”’"
             and all(w[0].isupper() or w in _CONNECTIVES for w in words))
+
 
 def parse_lines(text: str) -> tuple[list[PageItem], int]:
     """Items of a text page and the number of meta lines that had no headline to go with."""

@@ -19,6 +19,7 @@ from training.tracking import portable, stores
 class TrackingError(ProjectError):
     """The MLflow store cannot be reached or written."""
 
+
 def configure(root: Path) -> str:
     """MLFLOW_TRACKING_URI if set, else SQLite under <root>/mlruns. Returns the URI in use."""
     # A server that is down should fail in seconds, not after MLflow's minutes of retries.
@@ -37,6 +38,7 @@ def configure(root: Path) -> str:
         os.environ.pop("MLFLOW_TRACKING_URI", None)
         os.environ.pop("MLFLOW_REGISTRY_URI", None)
     return uri
+
 
 def _create_once(uri: str) -> None:
     """MLflow creates a SQLite store's schema on first use, and two commands started at once on a
@@ -61,10 +63,12 @@ def _create_once(uri: str) -> None:
         if lock is not None:
             lock.close()
 
+
 def model_name(task: str) -> str:
     """manset-<task>; manset-<namespace>-<task> under MANSET_NAMESPACE (a shared server)."""
     ns = stores.namespace()
     return f"manset-{ns}-{task}" if ns else f"manset-{task}"
+
 
 def experiment(task: str, root: Path) -> str:
     name = model_name(task)
@@ -79,12 +83,14 @@ def experiment(task: str, root: Path) -> str:
             raise
         return found.experiment_id
 
+
 def _location(root: Path) -> str | None:
     """Where a new experiment keeps its artifacts: beside a local SQLite store, in
     <root>/mlruns/artifacts; a server (None) chooses for itself."""
     if mlflow.get_tracking_uri().startswith("sqlite:"):
         return (root / "mlruns" / "artifacts").resolve().as_uri()
     return None
+
 
 def local_artifacts(task: str, root: Path) -> Path | None:
     """The folder on this machine that the task's runs copy their artifacts (a whole bundle)
@@ -94,6 +100,7 @@ def local_artifacts(task: str, root: Path) -> Path | None:
     location = urlsplit(found.artifact_location if found else _location(root) or "")
     return Path(url2pathname(location.path)) if location.scheme == "file" else None
 
+
 def cause(e: BaseException) -> str:
     """The first line of the innermost cause: "attempt to write a readonly database" rather
     than SQLAlchemy's autoflush wrapper around it."""
@@ -101,6 +108,7 @@ def cause(e: BaseException) -> str:
         e = e.__cause__ or e.__context__  # type: ignore[assignment]
     text = str(e).strip().splitlines()
     return (text[0] if text else type(e).__name__)[:300]
+
 
 @contextmanager
 def guarded(what: str) -> Iterator[None]:

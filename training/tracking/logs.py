@@ -27,6 +27,7 @@ def log_dataset(dd: DatasetDict, fingerprint: str, task: str, source: str) -> No
     with guarded("logging the dataset"):
         _log_dataset(dd, fingerprint, task, source)
 
+
 def _log_dataset(dd: DatasetDict, fingerprint: str, task: str, source: str) -> None:
     for split, context in (("train", "training"), ("validation", "validation"),
                            ("test", "testing")):
@@ -36,6 +37,7 @@ def _log_dataset(dd: DatasetDict, fingerprint: str, task: str, source: str) -> N
     mlflow.log_param("dataset_fingerprint", fingerprint)
 
 PREDICTIONS = "evaluation/test_predictions.json"  # the promotion test reads the champion's
+
 
 def log_evaluation(metrics: dict[str, float], report: str, figures: dict[str, object],
                    worst: list[dict], cards: dict[str, str], predictions: dict,
@@ -54,6 +56,7 @@ def log_evaluation(metrics: dict[str, float], report: str, figures: dict[str, ob
         for name, text in cards.items():
             mlflow.log_text(text, f"cards/{name}")
 
+
 @contextmanager
 def child_run(name: str, params: dict[str, object], tags: dict[str, str]) -> Iterator[None]:
     """A light run nested in the open one (a sweep's trial): it ends FINISHED, or FAILED when
@@ -67,9 +70,11 @@ def child_run(name: str, params: dict[str, object], tags: dict[str, str]) -> Ite
     with _ending():
         yield
 
+
 def set_tag(key: str, value: str) -> None:
     with guarded("tagging the run"):
         mlflow.set_tag(key, value)
+
 
 def log_sweep(metrics: dict[str, float], params: dict[str, object], plot: object) -> None:
     """A sweep's summary on its parent run: best score, trial counts, best settings, the plot."""
@@ -81,9 +86,11 @@ def log_sweep(metrics: dict[str, float], params: dict[str, object], plot: object
 
     plt.close(plot)  # type: ignore[arg-type]
 
+
 def log_curve(name: str, value: float, step: int) -> None:
     with guarded("logging a training curve"):
         mlflow.log_metric(name, value, step=step)
+
 
 def log_model(bundle: Path, task: str, example: list[str], output: pd.DataFrame,
               requirements: list[str]) -> str:

@@ -27,6 +27,7 @@ def git_commit(root: Path) -> str:
     except OSError:
         return "unknown"
 
+
 def close_dead_runs(experiment_id: str) -> list[str]:
     """Mark KILLED the RUNNING runs of this experiment whose process (same host, tagged pid)
     is gone: a killed trainer leaves its run RUNNING forever otherwise."""
@@ -42,6 +43,7 @@ def close_dead_runs(experiment_id: str) -> list[str]:
             closed.append(r.info.run_id)
     return closed
 
+
 @dataclass(frozen=True)
 class RunMeta:
     """What the user says about a run: --run-name, --tag k=v, --description."""
@@ -49,6 +51,7 @@ class RunMeta:
     name: str | None = None
     tags: dict[str, str] = field(default_factory=dict)
     description: str = ""
+
 
 def run_name(family: str, settings: dict[str, object], run_id: str) -> str:
     """family, the settings that differ from the defaults, a short id: tfidf-C=2-a1b2c3."""
@@ -58,6 +61,7 @@ def run_name(family: str, settings: dict[str, object], run_id: str) -> str:
         text = f"{v:g}" if isinstance(v, float) else str(v)
         return Path(text).name if "/" in text else text  # a model folder: its name
     return "-".join([family, *(f"{k}={shown(v)}" for k, v in settings.items()), run_id[:6]])
+
 
 def machine() -> dict[str, str]:
     """Tags that say where a run ran, so that speed figures are compared on one machine."""
@@ -75,6 +79,7 @@ def machine() -> dict[str, str]:
     return {"manset.cpu": cpu, "manset.cores": str(os.cpu_count()), "manset.gpu": gpu,
             "manset.host": socket.gethostname()}
 
+
 def git_dirty(root: Path) -> str:
     """"true" when tracked files differ from the commit: the run's code is not that commit."""
     try:
@@ -83,6 +88,7 @@ def git_dirty(root: Path) -> str:
     except OSError:
         return "unknown"
     return "unknown" if out.returncode else str(bool(out.stdout.strip())).lower()
+
 
 @contextmanager
 def run(task: str, family: str, root: Path, params: dict[str, object],
@@ -114,6 +120,7 @@ def run(task: str, family: str, root: Path, params: dict[str, object],
             mlflow.log_params(params)
         yield run_id
 
+
 @contextmanager
 def _ending() -> Iterator[None]:
     """End the active run when the block ends: FINISHED, or FAILED when it raises."""
@@ -128,11 +135,13 @@ def _ending() -> Iterator[None]:
     with guarded("finishing the run"):
         mlflow.end_run()
 
+
 def _version() -> str:
     try:
         return importlib.metadata.version("manset")
     except importlib.metadata.PackageNotFoundError:
         return "unknown"
+
 
 def close_interrupted(run_id: str, resumed_by: str) -> None:
     """Point the run whose checkpoints were resumed at the run that resumed them, and mark it

