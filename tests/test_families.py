@@ -98,3 +98,23 @@ def test_a_plugin_that_cannot_load_is_left_out_with_one_line(
     assert "family 'broken' (no_such_module:FAMILY" in caplog.text
     assert "No module named 'no_such_module'" in caplog.text
     assert main(["train", "--help"]) == 0  # every other command still works
+
+
+def test_a_served_plugin_that_cannot_load_is_the_bundles_error(
+        trained: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A bundle of a family whose serving entry point fails to import is refused like any
+    faulty bundle (BundleError, a ValueError): a service keeps serving what it had."""
+    from manset_serving import BundleError
+
+    info = tmp_path / "site" / "broken_serving-0.1.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: broken-serving\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text(
+        "[manset_serving.families]\nbroken = no_such_module:SERVED\n")
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    bundle = Path(shutil.copytree(trained / "models" / "category" / "tfidf", tmp_path / "b"))
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    (bundle / "manifest.json").write_text(json.dumps({**manifest, "model": "broken"}))
+    with pytest.raises(BundleError, match="model family 'broken': its entry point cannot load "
+                                          r"\(ModuleNotFoundError"):
+        load(bundle)

@@ -68,8 +68,8 @@ def _ensemble(bundle: Bundle, int8: bool) -> Predictor:
 
 
 def has_int8(bundle: Bundle) -> bool:
-    """Whether int8 applies: a BERT bundle that kept its int8 model (dropped when it lost > 0.5
-    point macro-F1), or an ensemble with such a member (int8 then applies to that member)."""
+    """Whether int8 applies: a BERT bundle that kept its int8 model (dropped when it lost more
+    than INT8_TOLERANCE), or an ensemble with such a member (int8 then applies to that member)."""
     rule = family(bundle).int8
     return rule is not None and rule(bundle)
 
@@ -96,8 +96,13 @@ def find(name: str) -> Family | None:
 
 
 def family(bundle: Bundle) -> Family:
-    """The family of a bundle (its manifest's "model")."""
-    found = find(bundle.model)
+    """The family of a bundle (its manifest's "model"). A plugin's entry point that cannot load
+    is this bundle's BundleError, as any other fault in reading it: a service keeps serving."""
+    try:
+        found = find(bundle.model)
+    except Exception as e:  # whatever the plugin's import raises
+        raise bundle.error(f"model family {bundle.model!r}: its entry point cannot load "
+                           f"({type(e).__name__}: {e})", "manifest.json") from e
     if found is None:
         known = sorted({*FAMILIES, *entry_points(group=GROUP).names})
         raise bundle.error(f"model family {bundle.model!r} is not one of {known}",
