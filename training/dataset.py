@@ -5,7 +5,7 @@ import hashlib
 import json
 import sqlite3
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict
 from pathlib import Path
 from typing import NamedTuple
@@ -125,10 +125,9 @@ def build(rows: Iterable[sqlite3.Row], cfg: BuildConfig, gold: dict[str, str] | 
         rows, gold, mapping, aliases)
     scored = "gold" if gold else None
     counts = Counter(r["label"] for r in kept if scored in (None, r["label_source"]))
-    dropped = {k: v for k, v in counts.items() if v < (cfg.min_count or 0)}
-    kept = [r for r in kept if r["label"] not in dropped and r["label"] in counts]
-    names = sorted({r["label"] for r in kept})
-    check_classes(cfg, names)
+    names, dropped = classes(counts, cfg)
+    keep = set(names)
+    kept = [r for r in kept if r["label"] in keep]
     kept.sort(key=lambda r: (r["source"], r["id"]))
     groups = near_dup.near_duplicate_groups([r["text"] for r in kept], cfg.near_duplicate_threshold)
     labels = np.searchsorted(names, [r["label"] for r in kept])
@@ -147,11 +146,19 @@ def build(rows: Iterable[sqlite3.Row], cfg: BuildConfig, gold: dict[str, str] | 
                              not_drawn=not_drawn, dropped=dropped)
 
 
-def check_classes(cfg: BuildConfig, names: list[str]) -> None:
+def classes(counts: Mapping[str, int], cfg: BuildConfig) -> tuple[list[str], dict[str, int]]:
+    """The classes a build keeps (sorted) and those it drops, under the minimum count of scored
+    rows (gold rows where the task has them); both engines decide by it. ValueError when fewer
+    than two are left."""
+    minimum = cfg.min_count
+    assert minimum is not None  # BuildConfig fills in the task's
+    dropped = {k: v for k, v in counts.items() if v < minimum}
+    names = sorted(k for k in counts if k not in dropped)
     if len(names) < 2:
         raise ValueError(
             f"task {cfg.task!r} has {len(names)} class(es) with at least {cfg.min_count} "
             f"headlines ({', '.join(names) or 'none'}); a classifier needs two or more")
+    return names, dropped
 
 
 def assign(labels: np.ndarray, scored: np.ndarray, hashes: np.ndarray, groups: np.ndarray,

@@ -87,9 +87,7 @@ def build(spark: Any, table: Any, cfg: BuildConfig, gold: dict[str, str],
     scored = "gold" if gold else None
     counted = kept if scored is None else kept.where(F.col("label_source") == "gold")
     counts = {r["label"]: r["count"] for r in counted.groupBy("label").count().collect()}
-    dropped = {k: v for k, v in counts.items() if v < (cfg.min_count or 0)}
-    names = sorted(k for k in counts if k not in dropped)
-    dataset.check_classes(cfg, names)
+    names, dropped = dataset.classes(counts, cfg)
     kept = kept.where(F.col("label").isin(names))
 
     # row numbers in the local engine's order (source, id), which its group ids follow
