@@ -90,12 +90,12 @@ def train(paths: Paths, task: str, cfg: EnsembleConfig, meta: tracking.RunMeta |
     def blend(texts: list[str]) -> np.ndarray:
         return sum(w * probas[f](texts) for f, w in weights.items())  # type: ignore[return-value]
 
-    params = {**{f"{f}_weight": w for f, w in weights.items()},
+    chosen_weights: dict[str, object] = {f"{f}_weight": w for f, w in weights.items()}
+    params = {**chosen_weights,
               **{f"member_{f}_run_id": m.bundle.run_id or "none" for f, m in models.items()},
               **{f"member_{f}_bundle": str(m.bundle.folder) for f, m in models.items()}}
     tracking.configure(paths.root)
-    with tracking.run(task, "ensemble", paths.root, params, meta,
-                      {f"{f}_weight": w for f, w in weights.items()}) as run_id:
+    with tracking.run(task, "ensemble", paths.root, params, meta, chosen_weights) as run_id:
         tracking.log_dataset(dd, card.fingerprint, task, str(paths.built(task)))
         if len(names) == 2:  # one free weight: a curve over it
             for w, s in scores.items():
